@@ -1,0 +1,240 @@
+package protocol
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// HeaderSize is the size of a binary packet header: magic, type, size.
+const HeaderSize = 12
+
+// Magic codes that open every binary packet.
+const (
+	ReqMagic = "\x00REQ"
+	ResMagic = "\x00RES"
+)
+
+// Errors after which the connection must be closed: the stream can no
+// longer be trusted to be in sync, or the peer is not speaking Gearman.
+var (
+	ErrBadMagic     = errors.New("bad packet magic")
+	ErrBadType      = errors.New("unknown packet type")
+	ErrTooLarge     = errors.New("packet larger than the limit")
+	ErrLineTooLong  = errors.New("admin line longer than the limit")
+	ErrTruncated    = errors.New("connection closed inside a packet")
+	errTooFewArgs   = errors.New("too few arguments")
+	errNotARequest  = errors.New("response magic in a request")
+	errUnknownMagic = errors.New("unknown magic")
+)
+
+// Packet is one decoded binary packet. Args alias the packet's own buffer,
+// which is never reused, so a handler may keep them.
+type Packet struct {
+	// Response is true for "\0RES" packets.
+	Response bool
+	Type     Type
+	Args     [][]byte
+	// Malformed is set when the payload has fewer NUL separators than the
+	// type needs. Args is then nil. The stream itself is still in sync.
+	Malformed bool
+}
+
+// Arg returns argument i, or nil when it is absent.
+func (p *Packet) Arg(i int) []byte {
+	if i < len(p.Args) {
+		return p.Args[i]
+	}
+	return nil
+}
+
+// Message is what a Reader returns: a binary packet or one admin text line.
+type Message struct {
+	Packet *Packet
+	// Line is a text admin line without its "\n" or "\r\n" (nil for packets).
+	Line []byte
+}
+
+// Reader decodes binary packets and text lines from one connection. The
+// first byte of each message decides its kind, as in gearmand: NUL starts a
+// binary packet, anything else a text line.
+type Reader struct {
+	r          *bufio.Reader
+	maxPacket  uint32
+	maxLine    int
+	wantMagics string // ReqMagic for a server, ResMagic for a client
+}
+
+// NewReader returns a Reader for the server side of a connection. Packets
+// with a payload above maxPacket and text lines above maxLine bytes are
+// refused before anything is allocated for them.
+func NewReader(r io.Reader, maxPacket uint32, maxLine int) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), maxPacket: maxPacket, maxLine: maxLine, wantMagics: ReqMagic}
+}
+
+// NewResponseReader returns a Reader for the client or worker side: it
+// expects "\0RES" packets and does not accept text lines as packets.
+func NewResponseReader(r io.Reader, maxPacket uint32) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), maxPacket: maxPacket, maxLine: 1 << 20, wantMagics: ResMagic}
+}
+
+// Buffered reports how many bytes are already read from the connection and
+// waiting, so a caller can batch the replies to pipelined requests.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
+// ReadLine reads one text line (for admin clients reading replies).
+func (r *Reader) ReadLine() ([]byte, error) { return r.readLine() }
+
+// Read returns the next message. A *ProtocolError with Close false means the
+// stream is still in sync and the caller should answer with an ERROR packet;
+// any other error means the connection must be closed.
+func (r *Reader) Read() (Message, error) {
+	first, err := r.r.Peek(1)
+	if err != nil {
+		return Message{}, err
+	}
+	if first[0] != 0 {
+		line, err := r.readLine()
+		return Message{Line: line}, err
+	}
+	p, err := r.readPacket()
+	return Message{Packet: p}, err
+}
+
+// ReadPacket reads one binary packet.
+func (r *Reader) ReadPacket() (*Packet, error) { return r.readPacket() }
+
+func (r *Reader) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.r.ReadSlice('\n')
+		if len(line)+len(chunk) > r.maxLine {
+			return nil, ErrLineTooLong
+		}
+		line = append(line, chunk...)
+		if err == nil {
+			break
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF && len(line) > 0 {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
+	return line, nil
+}
+
+func (r *Reader) readPacket() (*Packet, error) {
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	magic := string(hdr[:4])
+	typ := Type(binary.BigEndian.Uint32(hdr[4:8]))
+	size := binary.BigEndian.Uint32(hdr[8:12])
+	if magic != ReqMagic && magic != ResMagic {
+		return nil, fmt.Errorf("%w %q", ErrBadMagic, magic)
+	}
+	if !typ.Valid() {
+		return nil, fmt.Errorf("%w %d", ErrBadType, uint32(typ))
+	}
+	if size > r.maxPacket {
+		return nil, fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, typ, size, r.maxPacket)
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(r.r, payload); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	p := &Packet{Response: magic == ResMagic, Type: typ}
+	if magic != r.wantMagics {
+		// gearmand answers a "\0RES" request with ERROR INVALID_MAGIC and
+		// keeps the connection; the payload has been consumed, so we are
+		// still in sync.
+		return p, &ProtocolError{Code: "INVALID_MAGIC", Text: "Request magic expected", cause: errNotARequest}
+	}
+	args, ok := SplitArgs(payload, typ.NumArgs())
+	if !ok {
+		p.Malformed = true
+		return p, &ProtocolError{Code: "INVALID_PACKET", Text: "Packet has too few arguments", cause: errTooFewArgs}
+	}
+	p.Args = args
+	return p, nil
+}
+
+// SplitArgs splits a payload into n arguments at the first n-1 NULs; the
+// last argument is the rest of the payload. It reports false when there are
+// fewer than n-1 NULs.
+func SplitArgs(payload []byte, n int) ([][]byte, bool) {
+	if n == 0 {
+		return nil, true
+	}
+	args := make([][]byte, 0, n)
+	for i := 0; i < n-1; i++ {
+		j := bytes.IndexByte(payload, 0)
+		if j < 0 {
+			return nil, false
+		}
+		args = append(args, payload[:j:j])
+		payload = payload[j+1:]
+	}
+	return append(args, payload), true
+}
+
+// ProtocolError is a request the server must answer with an ERROR packet
+// (Code and Text) while keeping the connection open.
+type ProtocolError struct {
+	Code, Text string
+	cause      error
+}
+
+func (e *ProtocolError) Error() string { return e.Code + ": " + e.Text }
+func (e *ProtocolError) Unwrap() error { return e.cause }
+
+// AppendPacket appends one binary packet to dst: magic, type, and args
+// joined by NULs.
+func AppendPacket(dst []byte, magic string, typ Type, args ...[]byte) []byte {
+	size := 0
+	for i, a := range args {
+		if i > 0 {
+			size++
+		}
+		size += len(a)
+	}
+	dst = append(dst, magic...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(typ))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(size))
+	for i, a := range args {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, a...)
+	}
+	return dst
+}
+
+// AppendResponse appends a "\0RES" packet.
+func AppendResponse(dst []byte, typ Type, args ...[]byte) []byte {
+	return AppendPacket(dst, ResMagic, typ, args...)
+}
+
+// AppendRequest appends a "\0REQ" packet.
+func AppendRequest(dst []byte, typ Type, args ...[]byte) []byte {
+	return AppendPacket(dst, ReqMagic, typ, args...)
+}
+
+// AppendError appends an ERROR packet with gearmand's code and text.
+func AppendError(dst []byte, code, text string) []byte {
+	return AppendResponse(dst, Error, []byte(code), []byte(text))
+}
