@@ -1,0 +1,262 @@
+// Package store persists gearbridge jobs. DB keeps them in a bbolt file with
+// one writer goroutine that group-commits whatever is pending, so concurrent
+// submitters share each fsync; Memory keeps nothing (`--durability none`).
+//
+// The package imports nothing of ours but the root package.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/gearbridge/gearbridge"
+)
+
+const (
+	openTimeout            = 3 * time.Second
+	defaultInitialMmapSize = 1 << 30
+	defaultMaxBatch        = 16384
+)
+
+// Options tune a DB. The zero value is a good default. There is deliberately
+// no option to skip fsync: an acknowledged job is always on disk.
+type Options struct {
+	// Timeout is how long Open and Check wait for another process to release
+	// the file before failing with ErrInUse. Default 3 s.
+	Timeout time.Duration
+	// InitialMmapSize is the initial size of bbolt's memory map (address
+	// space only; the file grows as needed). A commit that must grow the map
+	// waits for every open read transaction, such as a running backup, so it
+	// should cover the expected file size. Default 1 GiB.
+	InitialMmapSize int
+	// MaxSize, if positive, is the largest the file may grow to; a commit
+	// that would need more fails as if the disk were full. Default: no limit.
+	MaxSize int
+	// MaxBatch bounds the operations applied in one commit. Default 16384.
+	MaxBatch int
+	// NoFreelistSync skips writing bbolt's freelist on every commit (cheaper
+	// commits, a full scan of the file on open). Safe either way.
+	NoFreelistSync bool
+	// Logger receives warnings from the writer. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = openTimeout
+	}
+	if o.InitialMmapSize <= 0 {
+		o.InitialMmapSize = defaultInitialMmapSize
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = defaultMaxBatch
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// DB is the durable Store on a bbolt file. See writer.go for the write path.
+type DB struct {
+	path     string
+	bolt     *bolt.DB
+	log      *slog.Logger
+	maxBatch int
+
+	mu      sync.Mutex
+	cond    sync.Cond // on mu: pending grew or closing was set
+	pending []op
+	spare   []op
+	closing bool
+
+	exited    chan struct{} // closed when the writer goroutine returns
+	closeOnce sync.Once
+	closeErr  error
+
+	lastID     uint64        // highest job ID on disk; writer goroutine only
+	retryDelay time.Duration // writer goroutine only
+
+	stats counters
+}
+
+var (
+	_ gearbridge.Store    = (*DB)(nil)
+	_ gearbridge.Backuper = (*DB)(nil)
+)
+
+// Open opens the store at path, creating it if the file does not exist. A
+// file that exists but is not a complete gearbridge store of this format
+// version is refused, never replaced. If another process has the file open,
+// Open fails with ErrInUse after opts.Timeout.
+func Open(path string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := createFile(path); err != nil {
+			return nil, fmt.Errorf("create store %s: %w", path, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	bdb, err := openBolt(path, &bolt.Options{
+		Timeout:         opts.Timeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: opts.InitialMmapSize,
+		MaxSize:         opts.MaxSize,
+		NoFreelistSync:  opts.NoFreelistSync,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var lastID uint64
+	err = bdb.View(func(tx *bolt.Tx) error {
+		var err error
+		lastID, err = checkFormat(tx)
+		return err
+	})
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &DB{
+		path:     path,
+		bolt:     bdb,
+		log:      opts.Logger.With("store", path),
+		maxBatch: opts.MaxBatch,
+		exited:   make(chan struct{}),
+		lastID:   lastID,
+	}
+	s.cond.L = &s.mu
+	go s.run()
+	return s, nil
+}
+
+// openBolt opens path with bbolt after checking its meta pages, and turns
+// bbolt's errors into ours.
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	if err := precheck(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// A damaged file can make bbolt fault on its memory map; make that a
+	// panic we can report instead of a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, opts)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: %w (its lock was not released within %s)", path, ErrInUse, opts.Timeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
+	}
+	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// Path returns the file the store was opened from.
+func (s *DB) Path() string { return s.path }
+
+// Restore calls fn for every stored job in ID (submit) order and returns the
+// highest job ID ever issued. fn runs inside a read transaction: it may call
+// Add, SetAttempts and Remove, but must not wait for an Add's done.
+func (s *DB) Restore(fn func(*gearbridge.Job) error) (lastID uint64, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("restore %s: %w: %v", s.path, ErrCorrupt, r)
+		}
+	}()
+	err = s.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		if lastID, err = checkFormat(tx); err != nil {
+			return err
+		}
+		return forEachJob(tx, func(j *gearbridge.Job) error {
+			lastID = max(lastID, j.ID)
+			return fn(j)
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("restore %s: %w", s.path, err)
+	}
+	return lastID, nil
+}
+
+// forEachJob decodes every job record in key order.
+func forEachJob(tx *bolt.Tx, fn func(*gearbridge.Job) error) error {
+	c := tx.Bucket(bucketJobs).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 8 {
+			return fmt.Errorf("%w: job key %x is not 8 bytes", ErrCorrupt, k)
+		}
+		j, err := decodeJob(keyID(k), v)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		if err := fn(j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BuildRef returns what SetBuildRef recorded for handle.
+func (s *DB) BuildRef(handle string) ([]byte, bool, error) {
+	var ref []byte
+	err := s.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketBuildRefs).Get([]byte(handle)); v != nil {
+			ref = append([]byte{}, v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("read build ref of %s: %w", handle, err)
+	}
+	return ref, ref != nil, nil
+}
+
+// Backup writes a consistent snapshot of the file to w while writes go on,
+// and returns its size. The snapshot holds a read transaction: if a commit
+// must grow the memory map meanwhile (past Options.InitialMmapSize), that
+// commit waits for the backup to finish.
+func (s *DB) Backup(w io.Writer) (n int64, err error) {
+	err = s.bolt.View(func(tx *bolt.Tx) error {
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("backup %s: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// Close commits what is pending, stops the writer and closes the file. Adds
+// after Close fail with gearbridge.ErrStoreClosed.
+func (s *DB) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.cond.Signal()
+		s.mu.Unlock()
+		<-s.exited
+		if err := s.bolt.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
+		}
+	})
+	return s.closeErr
+}

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/gearbridge/gearbridge"
+)
+
+// Info describes a store file that passed Check.
+type Info struct {
+	Path          string
+	Size          int64  // bytes
+	FormatVersion uint32 // of the file layout
+	Jobs          int    // stored jobs
+	Background    int    // of which background jobs
+	BuildRefs     int    // build references
+	LastID        uint64 // handle counter: the highest job ID ever issued
+	MaxJobID      uint64 // highest ID among the stored jobs (0 if none)
+}
+
+// maxCheckErrors bounds how many problems Check reports.
+const maxCheckErrors = 20
+
+// Check verifies a store file offline: it opens it read-only (failing with
+// ErrInUse after a few seconds if a server holds it), runs bbolt's page-level
+// consistency check, verifies the version record and buckets, decodes every
+// job record, and checks that the handle counter covers every job and that
+// every build reference belongs to a stored job.
+func Check(path string) (info Info, err error) {
+	info.Path = path
+	fi, err := os.Stat(path)
+	if err != nil {
+		return info, fmt.Errorf("check store %s: %w", path, err)
+	}
+	info.Size = fi.Size()
+	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	if err != nil {
+		return info, err
+	}
+	defer db.Close()
+
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("check store %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	err = db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			if len(errs) < maxCheckErrors {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w: bbolt consistency check: %w", ErrCorrupt, errors.Join(errs...))
+		}
+		var err error
+		if info.LastID, err = checkFormat(tx); err != nil {
+			return err
+		}
+		info.FormatVersion = FormatVersion
+		return checkRecords(tx, &info)
+	})
+	if err != nil {
+		return info, fmt.Errorf("check store %s: %w", path, err)
+	}
+	return info, nil
+}
+
+// checkRecords decodes every job and build reference and checks the
+// invariants that tie them together.
+func checkRecords(tx *bolt.Tx, info *Info) error {
+	err := forEachJob(tx, func(j *gearbridge.Job) error {
+		info.Jobs++
+		if j.Background {
+			info.Background++
+		}
+		info.MaxJobID = j.ID
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if info.MaxJobID > info.LastID {
+		return fmt.Errorf("%w: handle counter %d is below stored job %d", ErrCorrupt, info.LastID, info.MaxJobID)
+	}
+	var errs []error
+	jobs := tx.Bucket(bucketJobs)
+	err = tx.Bucket(bucketBuildRefs).ForEach(func(k, _ []byte) error {
+		info.BuildRefs++
+		id, ok := handleID(string(k))
+		var h string
+		if ok {
+			h, ok = recordHandle(jobs.Get(jobKey(id)))
+		}
+		if (!ok || h != string(k)) && len(errs) < maxCheckErrors {
+			errs = append(errs, fmt.Errorf("build ref %q has no job", k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrCorrupt, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// FormatVersion is the version of the file layout written by this release.
+// It is stored in the meta bucket; a file with another version is refused,
+// so that a later release can migrate it deliberately.
+const FormatVersion = 1
+
+// Buckets and meta keys.
+var (
+	bucketMeta      = []byte("meta")
+	bucketJobs      = []byte("jobs")
+	bucketBuildRefs = []byte("buildrefs")
+
+	keyFormat = []byte("format")  // "gearbridge" + uint32 version, big-endian
+	keyLastID = []byte("last-id") // uint64, big-endian: highest job ID ever added
+)
+
+const formatMagic = "gearbridge"
+
+// Errors returned when a file cannot be used. They are wrapped with the path.
+var (
+	// ErrInUse means another process holds the file's lock.
+	ErrInUse = errors.New("in use by another process")
+	// ErrCorrupt means the file is truncated, damaged or not a bbolt file.
+	ErrCorrupt = errors.New("corrupt or not a gearbridge store")
+	// ErrWrongVersion means the file was written by an incompatible release.
+	ErrWrongVersion = errors.New("unsupported store format version")
+	// ErrUnknownJob is returned by SetBuildRef for a handle with no stored job.
+	ErrUnknownJob = errors.New("no stored job with this handle")
+)
+
+func formatRecord() []byte {
+	b := make([]byte, len(formatMagic)+4)
+	copy(b, formatMagic)
+	binary.BigEndian.PutUint32(b[len(formatMagic):], FormatVersion)
+	return b
+}
+
+// initBuckets writes the buckets and version record of a new store.
+func initBuckets(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyFormat, formatRecord()); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketJobs); err != nil {
+		return err
+	}
+	_, err = tx.CreateBucket(bucketBuildRefs)
+	return err
+}
+
+// checkFormat verifies the version record and the buckets, and returns the
+// stored handle counter.
+func checkFormat(tx *bolt.Tx) (lastID uint64, err error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, fmt.Errorf("%w: no %q bucket (a bbolt file, but not written by gearbridge)", ErrCorrupt, bucketMeta)
+	}
+	f := meta.Get(keyFormat)
+	if len(f) != len(formatMagic)+4 || string(f[:len(formatMagic)]) != formatMagic {
+		return 0, fmt.Errorf("%w: bad format record %q", ErrCorrupt, f)
+	}
+	if v := binary.BigEndian.Uint32(f[len(formatMagic):]); v != FormatVersion {
+		return 0, fmt.Errorf("%w: file has version %d, this release reads version %d", ErrWrongVersion, v, FormatVersion)
+	}
+	for _, name := range [][]byte{bucketJobs, bucketBuildRefs} {
+		if tx.Bucket(name) == nil {
+			return 0, fmt.Errorf("%w: missing %q bucket", ErrCorrupt, name)
+		}
+	}
+	if v := meta.Get(keyLastID); v != nil {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("%w: bad %q record (%d bytes)", ErrCorrupt, keyLastID, len(v))
+		}
+		lastID = binary.BigEndian.Uint64(v)
+	}
+	return lastID, nil
+}
+
+// bbolt's on-disk meta page (format version 2): a 16-byte page header, then
+// magic, version, page size, flags (uint32 each), root bucket (root page,
+// sequence), freelist page, high-water page id, txid and an FNV-64a checksum
+// of everything before it, in native byte order.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	pageHeaderSize = 16
+	metaSumLen     = 56
+	metaSize       = metaSumLen + 8
+)
+
+type boltMeta struct {
+	pageSize uint32
+	freelist uint64
+	pgid     uint64
+	txid     uint64
+}
+
+func parseMeta(b []byte) (boltMeta, bool) {
+	if len(b) < pageHeaderSize+metaSize {
+		return boltMeta{}, false
+	}
+	m := b[pageHeaderSize : pageHeaderSize+metaSize]
+	ne := binary.NativeEndian
+	h := fnv.New64a()
+	h.Write(m[:metaSumLen])
+	if ne.Uint32(m[0:]) != boltMagic || ne.Uint32(m[4:]) != boltVersion || ne.Uint64(m[metaSumLen:]) != h.Sum64() {
+		return boltMeta{}, false
+	}
+	return boltMeta{
+		pageSize: ne.Uint32(m[8:]),
+		freelist: ne.Uint64(m[32:]),
+		pgid:     ne.Uint64(m[40:]),
+		txid:     ne.Uint64(m[48:]),
+	}, true
+}
+
+// precheck reads bbolt's two meta pages before bbolt maps the file, and
+// refuses garbage and truncated files: bbolt trusts the meta page and would
+// fault (SIGBUS, not a recoverable panic) reading pages past the end of a
+// truncated file.
+func precheck(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return fmt.Errorf("%w: the file is empty", ErrCorrupt)
+	}
+	readPage := func(off int64) []byte {
+		buf := make([]byte, pageHeaderSize+metaSize)
+		n, _ := f.ReadAt(buf, off)
+		return buf[:n]
+	}
+	m0, ok0 := parseMeta(readPage(0))
+	var m1 boltMeta
+	var ok1 bool
+	if ok0 {
+		m1, ok1 = parseMeta(readPage(int64(m0.pageSize)))
+	} else {
+		// Page 0 is damaged: look for page 1 at the usual page sizes.
+		for ps := int64(1024); ps <= 64<<10 && !ok1; ps *= 2 {
+			m1, ok1 = parseMeta(readPage(ps))
+		}
+	}
+	m := m0
+	switch {
+	case !ok0 && !ok1:
+		return fmt.Errorf("%w: no valid bbolt meta page (%d bytes of something else)", ErrCorrupt, size)
+	case !ok0 || (ok1 && m1.txid > m0.txid):
+		m = m1
+	}
+	if m.pageSize < 512 || m.pageSize&(m.pageSize-1) != 0 {
+		return fmt.Errorf("%w: bad page size %d", ErrCorrupt, m.pageSize)
+	}
+	if want := int64(m.pgid) * int64(m.pageSize); want > size || want < 0 {
+		return fmt.Errorf("%w: truncated: %d bytes, the last commit needs %d", ErrCorrupt, size, want)
+	}
+	if m.freelist >= m.pgid && m.freelist != ^uint64(0) {
+		return fmt.Errorf("%w: freelist page %d past the end (%d pages)", ErrCorrupt, m.freelist, m.pgid)
+	}
+	return nil
+}
+
+// createFile makes a new, empty store at path atomically: it is built under a
+// temporary name, synced, and linked into place only if path still does not
+// exist. A file at path is therefore always a complete store (or something
+// that is not ours, which Open refuses rather than replaces).
+func createFile(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".gearbridge-new-*.db")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	tmp.Close()
+	defer os.Remove(tmpName)
+	db, err := bolt.Open(tmpName, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		return err
+	}
+	if err := db.Update(initBuckets); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmpName, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil // someone else created it first: use theirs
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename or link in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
