@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/server"
+	"github.com/gearbridge/gearbridge/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serveFlags are the server's settings. Where gearmand has a flag for the
+// same thing, we take its spelling too, so that test harnesses that spawn
+// gearmand can spawn gearbridge unchanged.
+type serveFlags struct {
+	listen            string
+	port              int
+	db                string
+	http              string
+	durability        string
+	restoreForeground string
+	jobRetries        int
+	maxPacket         uint
+	maxConnections    int
+	logFile           string
+	verbose           string
+	pidFile           string
+	handlePrefix      string
+	exceptions        bool
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge serve [flags]\n\nFlags (gearmand's short spellings -p -L -j -l -P also work):")
+		fs.PrintDefaults()
+	}
+	both := func(short, long string, fn func(name string)) { fn(long); fn(short) }
+	both("L", "listen", func(n string) { fs.StringVar(&f.listen, n, "", "address to listen on (default all interfaces)") })
+	both("p", "port", func(n string) { fs.IntVar(&f.port, n, 4730, "Gearman port (0 picks a free one)") })
+	both("j", "job-retries", func(n string) {
+		fs.IntVar(&f.jobRetries, n, 0, "most times a job is handed to workers before it fails (0 = no limit)")
+	})
+	both("l", "log-file", func(n string) { fs.StringVar(&f.logFile, n, "stderr", `log file, or "stderr" or "none"`) })
+	both("P", "pid-file", func(n string) { fs.StringVar(&f.pidFile, n, "", "write the process ID to this file") })
+	fs.StringVar(&f.db, "db", "./gearbridge.db", "the durable queue's bbolt file")
+	fs.StringVar(&f.http, "http", "127.0.0.1:4731", `HTTP address for /metrics, /healthz, /api/status, /backup ("" disables it)`)
+	fs.StringVar(&f.durability, "durability", "sync", `"sync": every job is on disk before JOB_CREATED; "none": memory only`)
+	fs.StringVar(&f.restoreForeground, "restore-foreground", "detach", `restored foreground jobs: "detach" runs them, "drop" forgets them as gearmand does`)
+	fs.UintVar(&f.maxPacket, "max-packet", 64<<20, "largest accepted packet payload in bytes")
+	fs.IntVar(&f.maxConnections, "max-connections", 0, "refuse connections beyond this many (0 = no limit)")
+	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL ALERT CRITICAL ERROR WARNING NOTICE INFO DEBUG")
+	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
+	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
+	var ignoredInt int
+	var ignoredString string
+	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
+	fs.IntVar(&ignoredInt, "t", 0, "accepted for gearmand compatibility; ignored")
+	fs.StringVar(&ignoredString, "config-file", "", "accepted for gearmand compatibility; ignored")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	switch {
+	case f.durability != "sync" && f.durability != "none":
+		return nil, usageError{fmt.Errorf(`--durability must be "sync" or "none", not %q`, f.durability)}
+	case f.restoreForeground != "detach" && f.restoreForeground != "drop":
+		return nil, usageError{fmt.Errorf(`--restore-foreground must be "detach" or "drop", not %q`, f.restoreForeground)}
+	case f.port < 0 || f.port > 65535:
+		return nil, usageError{fmt.Errorf("--port %d is out of range", f.port)}
+	case f.maxPacket == 0 || f.maxPacket > 1<<31:
+		return nil, usageError{fmt.Errorf("--max-packet must be between 1 and %d", 1<<31)}
+	case f.jobRetries < 0:
+		return nil, usageError{fmt.Errorf("--job-retries must not be negative")}
+	}
+	if _, ok := logLevels[strings.ToUpper(f.verbose)]; !ok {
+		return nil, usageError{fmt.Errorf("unknown --verbose level %q", f.verbose)}
+	}
+	f.verbose = strings.ToUpper(f.verbose)
+	return f, nil
+}
+
+// logLevels maps gearmand's verbosity names onto slog levels.
+var logLevels = map[string]slog.Level{
+	"FATAL": slog.LevelError + 4, "ALERT": slog.LevelError + 3, "CRITICAL": slog.LevelError + 2,
+	"ERROR": slog.LevelError, "WARNING": slog.LevelWarn, "NOTICE": slog.LevelInfo + 2,
+	"INFO": slog.LevelInfo, "DEBUG": slog.LevelDebug,
+}
+
+func openLog(path, level string) (*slog.Logger, io.Closer, error) {
+	var w io.Writer
+	var closer io.Closer = io.NopCloser(nil)
+	switch path {
+	case "none":
+		return slog.New(slog.DiscardHandler), closer, nil
+	case "stderr", "", "/dev/stderr":
+		w = os.Stderr
+	default:
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		w, closer = f, f
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})), closer, nil
+}
+
+func runServe(args []string) error {
+	f, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	log, logCloser, err := openLog(f.logFile, f.verbose)
+	if err != nil {
+		return err
+	}
+	defer logCloser.Close()
+	slog.SetDefault(log)
+	raiseFileLimit(log)
+
+	st, backup, err := openStore(f, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+
+	shutdown := make(chan bool, 1) // true = graceful
+	srv, err := server.New(server.Config{
+		Store:                  st,
+		Durable:                backup != nil,
+		HandlePrefix:           f.handlePrefix,
+		JobRetries:             f.jobRetries,
+		MaxPacket:              uint32(f.maxPacket),
+		MaxConnections:         f.maxConnections,
+		VerboseLevel:           f.verbose,
+		DropRestoredForeground: f.restoreForeground == "drop",
+		Exceptions:             f.exceptions,
+		Logger:                 log,
+		OnShutdown: func(graceful bool) {
+			select {
+			case shutdown <- graceful:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if db, ok := st.(*store.DB); ok {
+		srv.Registry().MustRegister(storeCollector{db})
+	}
+
+	addr := net.JoinHostPort(f.listen, strconv.Itoa(f.port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	log.Info("gearbridge listening", "addr", ln.Addr().String(), "version", gearbridge.Version, "durability", f.durability, "db", dbName(f))
+	if f.pidFile != "" {
+		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		defer os.Remove(f.pidFile)
+	}
+
+	var httpSrv *http.Server
+	if f.http != "" {
+		hl, err := net.Listen("tcp", f.http)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen for HTTP on %s: %w", f.http, err)
+		}
+		httpSrv = &http.Server{Handler: srv.Handler(backup), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("HTTP listening", "addr", hl.Addr().String())
+		go func() {
+			if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "err", err)
+			}
+		}()
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(signals)
+
+	graceful := false
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case sig := <-signals:
+		graceful = sig == syscall.SIGUSR1
+		log.Info("stopping", "signal", sig.String(), "graceful", graceful)
+	case graceful = <-shutdown:
+		log.Info("stopping", "graceful", graceful)
+	}
+	if httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	if graceful {
+		// Let running jobs finish; a second signal cuts it short.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-signals:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		srv.Shutdown(ctx)
+		cancel()
+	} else {
+		srv.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func dbName(f *serveFlags) string {
+	if f.durability == "none" {
+		return "(memory)"
+	}
+	return f.db
+}
+
+func openStore(f *serveFlags, log *slog.Logger) (gearbridge.Store, gearbridge.Backuper, error) {
+	if f.durability == "none" {
+		return store.NewMemory(), nil, nil
+	}
+	db, err := store.Open(f.db, store.Options{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, db, nil
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard one: every
+// client and worker is a file descriptor.
+func raiseFileLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= lim.Max {
+		return
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("could not raise the open-files limit", "err", err)
+	}
+}
+
+// storeCollector exports the durable store's counters.
+type storeCollector struct{ db *store.DB }
+
+var (
+	commitsDesc = prometheus.NewDesc("gearbridge_store_commits_total", "Write transactions committed (each is two fdatasyncs).", nil, nil)
+	syncsDesc   = prometheus.NewDesc("gearbridge_store_fsyncs_total", "fdatasync calls made by commits.", nil, nil)
+	failedDesc  = prometheus.NewDesc("gearbridge_store_failed_commits_total", "Write transactions that failed.", nil, nil)
+	addedDesc   = prometheus.NewDesc("gearbridge_store_jobs_added_total", "Jobs written to the store.", nil, nil)
+	pendingDesc = prometheus.NewDesc("gearbridge_store_pending_ops", "Operations waiting for the writer.", nil, nil)
+)
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- commitsDesc
+	ch <- syncsDesc
+	ch <- failedDesc
+	ch <- addedDesc
+	ch <- pendingDesc
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.db.Stats()
+	ch <- prometheus.MustNewConstMetric(commitsDesc, prometheus.CounterValue, float64(s.Commits))
+	ch <- prometheus.MustNewConstMetric(syncsDesc, prometheus.CounterValue, float64(s.Syncs))
+	ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, float64(s.FailedCommits))
+	ch <- prometheus.MustNewConstMetric(addedDesc, prometheus.CounterValue, float64(s.JobsAdded))
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending))
+}

@@ -1,0 +1,386 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// ERROR texts exactly as gearmand 1.1.20 sends them.
+const (
+	errInvalidCommand  = "Command not expected"
+	errWorkNotFound    = "Job given in work result not found"
+	errDataNotFound    = "Job does not exist on server"
+	errExceptionNoJob  = "An exception was received for a job that does not exist"
+	errUniqueTooLarge  = "Unique value too large"
+	errQueueFull       = "Job queue is full"
+	errUnknownOption   = "Server does not recognize given option"
+	errHandleTooLarge  = "Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf"
+	errFunctionTooLong = "Function name too large"
+	errReducerTooLong  = "Reducer name too large"
+)
+
+// handle answers one message from c.
+func (s *Server) handle(c *session, msg protocol.Message) {
+	if msg.Packet == nil {
+		s.handleAdmin(c, msg.Line)
+		return
+	}
+	s.countPacket(msg.Packet)
+	s.mu.Lock()
+	s.current = c
+	newJob := s.dispatch(c, msg.Packet)
+	s.current = nil
+	s.mu.Unlock()
+	if newJob != nil {
+		s.persist(c, newJob)
+	}
+}
+
+// persist hands a new job to the store; the job becomes visible when the
+// store says it is durable.
+func (s *Server) persist(c *session, j *job) {
+	rec := j.Job // a copy: the store encodes it while we go on
+	var returned atomic.Bool
+	s.store.Add(&rec, func(err error) {
+		// A synchronous store answers on this reader goroutine, which
+		// flushes after the batch: no need to wake the writer.
+		var self *session
+		if !returned.Load() {
+			self = c
+		}
+		s.committed(j, err, self)
+	})
+	returned.Store(true)
+}
+
+// dispatch handles a binary request with s.mu held. It returns a job that
+// must be handed to the store once the lock is released.
+func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
+	switch p.Type {
+	case protocol.SubmitJob:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityNormal, false, "")
+	case protocol.SubmitJobHigh:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityHigh, false, "")
+	case protocol.SubmitJobLow:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityLow, false, "")
+	case protocol.SubmitJobBg:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityNormal, true, "")
+	case protocol.SubmitJobHighBg:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityHigh, true, "")
+	case protocol.SubmitJobLowBg:
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityLow, true, "")
+	case protocol.SubmitJobEpoch:
+		return s.submit(c, p.Args[0], p.Args[1], p.Args[2], p.Args[3], gearbridge.PriorityNormal, true, "")
+	case protocol.SubmitReduceJob, protocol.SubmitReduceJobBackground:
+		// libgearman's layout: fn, unique, reducer, aggregator (ignored), data.
+		if len(p.Args[2]) > maxFunction {
+			s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errReducerTooLong))
+			return nil
+		}
+		bg := p.Type == protocol.SubmitReduceJobBackground
+		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[4], gearbridge.PriorityNormal, bg, string(p.Args[2]))
+
+	case protocol.GrabJob, protocol.GrabJobUniq, protocol.GrabJobAll:
+		s.grab(c, p.Type)
+	case protocol.PreSleep:
+		if s.hasWork(c) {
+			c.noopSent = true
+			s.metrics.noops.Inc()
+			s.send(c, noopPacket)
+		} else {
+			c.sleeping = true
+		}
+	case protocol.CanDo:
+		s.canDo(c, p.Args[0], 0)
+	case protocol.CanDoTimeout:
+		s.canDo(c, p.Args[0], parseInt(p.Args[1]))
+	case protocol.CantDo:
+		if f := s.functions[string(p.Args[0])]; f != nil {
+			s.removeAbility(c, f)
+		}
+	case protocol.ResetAbilities:
+		s.resetAbilities(c)
+
+	case protocol.WorkComplete, protocol.WorkFail, protocol.WorkException,
+		protocol.WorkStatus, protocol.WorkData, protocol.WorkWarning:
+		s.workResult(c, p)
+
+	case protocol.GetStatus:
+		s.getStatus(c, p.Args[0])
+	case protocol.GetStatusUnique:
+		s.getStatusUnique(c, p.Args[0])
+	case protocol.EchoReq:
+		s.send(c, protocol.AppendResponse(nil, protocol.EchoRes, p.Args[0]))
+	case protocol.SetClientID:
+		id := p.Args[0]
+		if len(id) > maxClientID {
+			id = id[:maxClientID]
+		}
+		c.clientID = string(id)
+	case protocol.OptionReq:
+		if len(p.Args[0]) <= maxOptionName && strings.EqualFold(string(p.Args[0]), "exceptions") {
+			c.exceptions = true
+			s.send(c, protocol.AppendResponse(nil, protocol.OptionRes, p.Args[0]))
+		} else {
+			s.send(c, protocol.AppendError(nil, "UNKNOWN_OPTION", errUnknownOption))
+		}
+	default:
+		// Responses sent as requests, the unused type 5, ALL_YOURS and
+		// SUBMIT_JOB_SCHED, which gearmand does not implement either.
+		s.send(c, protocol.AppendError(nil, "INVALID_COMMAND", errInvalidCommand))
+	}
+	return nil
+}
+
+func (s *Server) canDo(c *session, name []byte, timeout int64) {
+	if len(name) > maxFunction {
+		s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errFunctionTooLong))
+		return
+	}
+	s.addAbility(c, string(name), timeout)
+	// A job may already be waiting for this new ability.
+	if c.sleeping && !c.noopSent && s.hasWork(c) {
+		c.noopSent = true
+		s.metrics.noops.Inc()
+		s.send(c, noopPacket)
+	}
+}
+
+// submit handles every SUBMIT_JOB variant.
+func (s *Server) submit(c *session, fnName, uniqueArg, epochArg, payload []byte, prio gearbridge.Priority, background bool, reducer string) *job {
+	if len(uniqueArg) > maxUnique {
+		s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errUniqueTooLarge))
+		return nil
+	}
+	if len(fnName) > maxFunction {
+		s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errFunctionTooLong))
+		return nil
+	}
+	name, unique := string(fnName), string(uniqueArg)
+	f := s.function(name)
+	key := uniqueKey(name, unique, payload)
+
+	if existing := s.unique[key]; key != "" && existing != nil {
+		s.metrics.coalesced.Inc()
+		if background {
+			// Keep the job even if its foreground clients go away: this
+			// background submitter was promised it will run.
+			existing.detached = true
+		} else {
+			s.attach(existing, c)
+		}
+		created := protocol.AppendResponse(nil, protocol.JobCreated, []byte(existing.Handle))
+		if existing.state == statePending {
+			s.waitForCommit(c, existing, created)
+		} else {
+			s.send(c, created)
+		}
+		return nil
+	}
+
+	if max := f.maxQueue[prio]; max > 0 && f.total()+f.pending >= max {
+		s.send(c, protocol.AppendError(nil, "QUEUE_ERROR", errQueueFull))
+		return nil
+	}
+
+	id, handle := s.newHandle()
+	j := &job{
+		Job: gearbridge.Job{
+			ID:         id,
+			Handle:     handle,
+			Function:   name,
+			Unique:     unique,
+			Payload:    payload,
+			Priority:   prio,
+			Background: background,
+			Epoch:      parseInt(epochArg),
+			Reducer:    reducer,
+		},
+		fn:        f,
+		state:     statePending,
+		uniqueKey: key,
+		detached:  background,
+		heapIndex: -1,
+		submitted: s.cfg.Now(),
+	}
+	if epochArg != nil && j.Epoch < 0 {
+		j.Epoch = 0
+	}
+	if key != "" {
+		s.unique[key] = j
+	}
+	if !background {
+		s.attach(j, c)
+	}
+	f.pending++
+	s.waitForCommit(c, j, protocol.AppendResponse(nil, protocol.JobCreated, []byte(handle)))
+	return j
+}
+
+// waitForCommit queues reply for c behind j's commit.
+func (s *Server) waitForCommit(c *session, j *job, reply []byte) {
+	e := &outEntry{data: reply}
+	c.replies = append(c.replies, e)
+	j.commitWaiters = append(j.commitWaiters, commitWaiter{c: c, entry: e})
+}
+
+func (s *Server) grab(c *session, typ protocol.Type) {
+	c.sleeping, c.noopSent = false, false
+	j := s.nextJob(c)
+	if j == nil {
+		s.send(c, noJobPacket)
+		return
+	}
+	s.assign(c, j)
+	h, fn, payload := []byte(j.Handle), []byte(j.fn.name), j.Payload
+	switch {
+	case typ == protocol.GrabJobAll && j.Reducer != "":
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignAll, h, fn, []byte(j.Unique), []byte(j.Reducer), payload))
+	case typ == protocol.GrabJob:
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssign, h, fn, payload))
+	default:
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignUniq, h, fn, []byte(j.Unique), payload))
+	}
+}
+
+// workResult handles WORK_* packets. Only the worker holding the job may
+// send them, as in gearmand.
+func (s *Server) workResult(c *session, p *protocol.Packet) {
+	handle := p.Args[0]
+	if p.Type == protocol.WorkFail && len(handle) > maxHandle {
+		s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errHandleTooLarge))
+		return
+	}
+	j := s.jobs[string(handle)]
+	if j == nil || j.state != stateRunning || j.worker != c {
+		text := errWorkNotFound
+		switch p.Type {
+		case protocol.WorkData, protocol.WorkWarning:
+			text = errDataNotFound
+		case protocol.WorkException:
+			text = errExceptionNoJob
+		}
+		s.send(c, protocol.AppendError(nil, "JOB_NOT_FOUND", text))
+		return
+	}
+	switch p.Type {
+	case protocol.WorkStatus:
+		j.num, j.den = p.Args[1], p.Args[2]
+		s.forward(j, protocol.AppendResponse(nil, protocol.WorkStatus, p.Args...))
+	case protocol.WorkData, protocol.WorkWarning:
+		s.forward(j, protocol.AppendResponse(nil, p.Type, p.Args...))
+	case protocol.WorkComplete:
+		s.metrics.completed.Inc()
+		s.metrics.latency.Observe(s.cfg.Now().Sub(j.submitted).Seconds())
+		s.forward(j, protocol.AppendResponse(nil, protocol.WorkComplete, p.Args...))
+		s.finish(j)
+	case protocol.WorkFail:
+		s.metrics.failed.Inc()
+		s.forward(j, protocol.AppendResponse(nil, protocol.WorkFail, handle))
+		s.finish(j)
+	case protocol.WorkException:
+		s.metrics.failed.Inc()
+		var exc, fail []byte
+		for _, l := range j.listeners {
+			if l.exceptions {
+				if exc == nil {
+					exc = protocol.AppendResponse(nil, protocol.WorkException, p.Args...)
+				}
+				s.send(l, exc)
+			} else {
+				// Without the exceptions option a client hears WORK_FAIL.
+				if fail == nil {
+					fail = protocol.AppendResponse(nil, protocol.WorkFail, handle)
+				}
+				s.send(l, fail)
+			}
+		}
+		s.finish(j)
+	}
+}
+
+func (s *Server) getStatus(c *session, handle []byte) {
+	known, running, num, den := "0", "0", "0", "0"
+	if j := s.jobs[string(handle)]; j != nil && j.state != stateDone {
+		known = "1"
+		if j.state == stateRunning {
+			running = "1"
+			num, den = statusNumber(j.num), statusNumber(j.den)
+		}
+	}
+	s.send(c, protocol.AppendResponse(nil, protocol.StatusRes, handle,
+		[]byte(known), []byte(running), []byte(num), []byte(den)))
+}
+
+// getStatusUnique looks a unique up across all functions; the oldest job
+// with it wins, as gearmand's first-in-hash does.
+func (s *Server) getStatusUnique(c *session, unique []byte) {
+	var found *job
+	for name := range s.functions {
+		if j := s.unique[name+"\x00"+string(unique)]; j != nil && j.state != statePending && (found == nil || j.ID < found.ID) {
+			found = j
+		}
+	}
+	known, running, num, den, clients := "0", "0", "0", "0", "0"
+	if found != nil {
+		known = "1"
+		if found.state == stateRunning {
+			running = "1"
+			num, den = statusNumber(found.num), statusNumber(found.den)
+		}
+		clients = strconv.Itoa(len(found.listeners))
+	}
+	s.send(c, protocol.AppendResponse(nil, protocol.StatusResUnique, unique,
+		[]byte(known), []byte(running), []byte(num), []byte(den), []byte(clients)))
+}
+
+// statusNumber renders a WORK_STATUS field the way gearmand stores it:
+// parsed with atoi, printed as an unsigned number.
+func statusNumber(b []byte) string {
+	return strconv.FormatUint(uint64(uint32(int32(parseInt(b)))), 10)
+}
+
+// parseInt parses like C's strtoll/atoi: optional leading spaces and sign,
+// then digits up to the first non-digit; garbage gives 0.
+func parseInt(b []byte) int64 {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '-' || b[i] == '+') {
+		neg = b[i] == '-'
+		i++
+	}
+	var n int64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if n > (1<<62)/10 {
+			break // saturate instead of overflowing
+		}
+		n = n*10 + int64(b[i]-'0')
+	}
+	if neg {
+		return -n
+	}
+	return n
+}
+
+// secondsDuration converts a CAN_DO_TIMEOUT value. gearbridge reads it in
+// seconds, as the Perl and gearman-go workers send it; gearmand reads
+// milliseconds, which makes those workers' timeouts 1000 times too short.
+func secondsDuration(n int64) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	if n > 1<<31 {
+		n = 1 << 31
+	}
+	return time.Duration(n) * time.Second
+}
+
+var timeAfterFunc = time.AfterFunc

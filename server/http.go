@@ -1,0 +1,118 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the JSON shape of /api/status: what the admin `status` and
+// `workers` commands show.
+type Status struct {
+	Version   string           `json:"version"`
+	Functions []FunctionStatus `json:"functions"`
+	Workers   []WorkerStatus   `json:"workers"`
+}
+
+// FunctionStatus is one function's line of `status` and `prioritystatus`.
+type FunctionStatus struct {
+	Name    string `json:"name"`
+	Total   int    `json:"total"`
+	Running int    `json:"running"`
+	Workers int    `json:"workers"`
+	High    int    `json:"queued_high"`
+	Normal  int    `json:"queued_normal"`
+	Low     int    `json:"queued_low"`
+}
+
+// WorkerStatus is one connection's line of `workers`.
+type WorkerStatus struct {
+	ID        uint64   `json:"id"`
+	Peer      string   `json:"peer"`
+	ClientID  string   `json:"client_id"`
+	Functions []string `json:"functions"`
+}
+
+// Snapshot returns the server's status.
+func (s *Server) Snapshot() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Version: VersionString(), Functions: []FunctionStatus{}, Workers: []WorkerStatus{}}
+	for _, f := range s.sortedFunctions() {
+		q := f.queuedByPriority()
+		st.Functions = append(st.Functions, FunctionStatus{
+			Name: f.name, Total: f.total(), Running: f.running, Workers: len(f.workers),
+			High: q[gearbridge.PriorityHigh], Normal: q[gearbridge.PriorityNormal], Low: q[gearbridge.PriorityLow],
+		})
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(s.adminWorkers()), ".\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var w WorkerStatus
+		head, fns, _ := strings.Cut(line, " :")
+		parts := strings.SplitN(head, " ", 3)
+		fmt.Sscan(parts[0], &w.ID)
+		w.Peer, w.ClientID = parts[1], parts[2]
+		w.Functions = strings.Fields(fns)
+		st.Workers = append(st.Workers, w)
+	}
+	return st
+}
+
+// Handler returns the HTTP handler: /metrics, /healthz, /api/status, a
+// status page at /, and /backup when backup is non-nil.
+func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(s.Snapshot())
+	})
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		if backup == nil {
+			http.Error(w, "this server keeps no durable store (--durability none)", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="gearbridge.db"`)
+		n, err := backup.Backup(w)
+		if err != nil {
+			// Headers are gone; cutting the stream short makes the client's
+			// verification fail, which is what we want.
+			s.log.Error("backup failed", "bytes", n, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		s.log.Info("backup streamed", "bytes", n, "peer", r.RemoteAddr)
+	})
+	return mux
+}
+
+func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
+	st := s.Snapshot()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, "<!doctype html><title>gearbridge</title><h1>gearbridge %s</h1>\n", htmlEscape(st.Version))
+	fmt.Fprint(w, "<table border=1 cellpadding=4><tr><th>function<th>total<th>running<th>workers<th>high<th>normal<th>low\n")
+	for _, f := range st.Functions {
+		fmt.Fprintf(w, "<tr><td>%s<td>%d<td>%d<td>%d<td>%d<td>%d<td>%d\n", htmlEscape(f.Name), f.Total, f.Running, f.Workers, f.High, f.Normal, f.Low)
+	}
+	fmt.Fprintf(w, "</table><p>%d connections. <a href=/api/status>JSON</a> · <a href=/metrics>metrics</a></p>\n", len(st.Workers))
+}
+
+func htmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}
+
+var _ = slog.LevelInfo

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics. Counters on the hot path
+// are resolved once, so counting a packet is one atomic add.
+type metrics struct {
+	registry         *prometheus.Registry
+	packets          [protocol.MaxType + 1]prometheus.Counter
+	adminCommands    prometheus.Counter
+	connections      prometheus.Gauge
+	refused          prometheus.Counter
+	submitted        prometheus.Counter
+	coalesced        prometheus.Counter
+	completed        prometheus.Counter
+	failed           prometheus.Counter
+	cancelled        prometheus.Counter
+	retriesExhausted prometheus.Counter
+	storeErrors      prometheus.Counter
+	noops            prometheus.Counter
+	latency          prometheus.Histogram
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{registry: prometheus.NewRegistry()}
+	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gearbridge_packets_received_total", Help: "Binary packets received, by type.",
+	}, []string{"type"})
+	for t := protocol.CanDo; t <= protocol.MaxType; t++ {
+		m.packets[t] = packets.WithLabelValues(t.String())
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m.adminCommands = counter("gearbridge_admin_commands_total", "Text admin commands received.")
+	m.connections = prometheus.NewGauge(prometheus.GaugeOpts{Name: "gearbridge_connections", Help: "Open client, worker and admin connections."})
+	m.refused = counter("gearbridge_connections_refused_total", "Connections refused because --max-connections was reached.")
+	m.submitted = counter("gearbridge_jobs_submitted_total", "New jobs accepted (stored and queued).")
+	m.coalesced = counter("gearbridge_jobs_coalesced_total", "Submits attached to an existing job by unique ID.")
+	m.completed = counter("gearbridge_jobs_completed_total", "Jobs ended by WORK_COMPLETE.")
+	m.failed = counter("gearbridge_jobs_failed_total", "Jobs ended by WORK_FAIL or WORK_EXCEPTION.")
+	m.cancelled = counter("gearbridge_jobs_cancelled_total", "Jobs cancelled with the admin command.")
+	m.retriesExhausted = counter("gearbridge_jobs_retries_exhausted_total", "Jobs dropped after --job-retries hand-outs.")
+	m.storeErrors = counter("gearbridge_store_errors_total", "Submits refused because the store could not commit them.")
+	m.noops = counter("gearbridge_noops_sent_total", "NOOP wake-ups sent to sleeping workers.")
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gearbridge_job_duration_seconds",
+		Help:    "Time from submit to WORK_COMPLETE.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
+	})
+	m.registry.MustRegister(packets, m.adminCommands, m.connections, m.refused, m.submitted,
+		m.coalesced, m.completed, m.failed, m.cancelled, m.retriesExhausted, m.storeErrors,
+		m.noops, m.latency, stateCollector{s})
+	return m
+}
+
+func (s *Server) countPacket(p *protocol.Packet) {
+	if p != nil && p.Type.Valid() {
+		s.metrics.packets[p.Type].Inc()
+	}
+}
+
+// Registry returns the server's Prometheus registry, so that the caller can
+// add the store's and the bridge's metrics to the same /metrics page.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.registry }
+
+// stateCollector reads queue sizes at scrape time instead of keeping gauges
+// up to date on every job.
+type stateCollector struct{ s *Server }
+
+var (
+	queuedDesc  = prometheus.NewDesc("gearbridge_jobs_queued", "Jobs waiting for a worker, by function and priority.", []string{"function", "priority"}, nil)
+	runningDesc = prometheus.NewDesc("gearbridge_jobs_running", "Jobs held by a worker, by function.", []string{"function"}, nil)
+	workersDesc = prometheus.NewDesc("gearbridge_workers", "Worker connections registered for a function.", []string{"function"}, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queuedDesc
+	ch <- runningDesc
+	ch <- workersDesc
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	for name, f := range c.s.functions {
+		for p, n := range f.queuedByPriority() {
+			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), name, gearbridge.Priority(p).String())
+		}
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(f.running), name)
+		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(len(f.workers)), name)
+	}
+}

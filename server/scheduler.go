@@ -1,0 +1,322 @@
+package server
+
+import (
+	"container/heap"
+	"crypto/sha256"
+	"strconv"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// All functions in this file must be called with s.mu held.
+
+// uniqueKey is the coalescing key of a submit, or "" when it must not
+// coalesce: an empty unique never does; "-" coalesces by payload (and never
+// for an empty payload); any other unique by function and unique.
+func uniqueKey(fn, unique string, payload []byte) string {
+	switch {
+	case unique == "":
+		return ""
+	case unique == "-":
+		if len(payload) == 0 {
+			return ""
+		}
+		sum := sha256.Sum256(payload)
+		return fn + "\x00-\x00" + string(sum[:])
+	default:
+		return fn + "\x00" + unique
+	}
+}
+
+// enqueue makes a committed job available: in its priority list, or in the
+// delayed heap if its epoch is in the future.
+func (s *Server) enqueue(j *job) {
+	if j.Epoch > 0 && j.Epoch > s.cfg.Now().Unix() {
+		j.state = stateDelayed
+		j.fn.delayed++
+		heap.Push(&s.delayed, j)
+		if s.delayed[0] == j {
+			s.scheduleDelayed()
+		}
+		return
+	}
+	j.state = stateQueued
+	s.queueSeq++
+	j.queueSeq = s.queueSeq
+	j.fn.queues[j.Priority].pushBack(j)
+	s.wakeOne(j.fn)
+}
+
+// wakeOne sends one NOOP to a sleeping worker of f that has none pending.
+// One job wakes at most one worker, so hundreds of idle workers do not all
+// stampede for every job; workers that are awake will GRAB on their own.
+func (s *Server) wakeOne(f *function) {
+	n := len(f.workers)
+	for i := 0; i < n; i++ {
+		k := (f.wakeNext + i) % n
+		w := f.workers[k]
+		if w.sleeping && !w.noopSent {
+			w.noopSent = true
+			f.wakeNext = (k + 1) % n
+			s.metrics.noops.Inc()
+			s.send(w, noopPacket)
+			return
+		}
+	}
+}
+
+var (
+	noopPacket  = protocol.AppendResponse(nil, protocol.Noop)
+	noJobPacket = protocol.AppendResponse(nil, protocol.NoJob)
+)
+
+// hasWork reports whether any job is queued for one of c's functions.
+func (s *Server) hasWork(c *session) bool {
+	for f := range c.abilities {
+		for p := range f.queues {
+			if f.queues[p].n > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nextJob picks the job c should run next: the highest priority across all
+// its functions, then the one queued longest (gearmand HEAD's global order).
+func (s *Server) nextJob(c *session) *job {
+	var best *job
+	for f := range c.abilities {
+		for p := range f.queues {
+			h := f.queues[p].head
+			if h == nil {
+				continue
+			}
+			if best == nil || h.Priority < best.Priority || (h.Priority == best.Priority && h.queueSeq < best.queueSeq) {
+				best = h
+			}
+			break // lower priorities of this function cannot beat its head
+		}
+	}
+	return best
+}
+
+// assign hands j to worker c.
+func (s *Server) assign(c *session, j *job) {
+	j.fn.queues[j.Priority].remove(j)
+	j.state = stateRunning
+	j.worker = c
+	j.fn.running++
+	j.Attempts++
+	j.assignment++
+	c.running[j] = struct{}{}
+	s.store.SetAttempts(j.ID, j.Attempts)
+	if a := c.abilities[j.fn]; a != nil && a.timeout > 0 {
+		assignment := j.assignment
+		j.timer = timeAfterFunc(a.timeout, func() { s.workerTimedOut(j, assignment) })
+	}
+}
+
+func (s *Server) workerTimedOut(j *job, assignment uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j.state != stateRunning || j.assignment != assignment {
+		return
+	}
+	s.log.Warn("worker timeout reached on job; requeueing", "handle", j.Handle, "function", j.fn.name, "conn", j.worker.id)
+	s.requeue(j)
+}
+
+// requeue takes a running job back from its worker: to the tail of its
+// queue, or, when it has used up its tries, failed for its listeners.
+func (s *Server) requeue(j *job) {
+	s.unassign(j)
+	j.num, j.den = nil, nil
+	if j.cancelled || (!j.detached && len(j.listeners) == 0) {
+		s.finish(j)
+		return
+	}
+	if s.cfg.JobRetries > 0 && int(j.Attempts) >= s.cfg.JobRetries {
+		s.log.Warn("job retries exhausted; failing job", "handle", j.Handle, "function", j.fn.name, "attempts", j.Attempts)
+		s.metrics.retriesExhausted.Inc()
+		s.forward(j, protocol.AppendResponse(nil, protocol.WorkFail, []byte(j.Handle)))
+		s.finish(j)
+		return
+	}
+	s.enqueue(j)
+}
+
+func (s *Server) unassign(j *job) {
+	if j.state != stateRunning {
+		return
+	}
+	if j.timer != nil {
+		j.timer.Stop()
+		j.timer = nil
+	}
+	delete(j.worker.running, j)
+	j.worker = nil
+	j.fn.running--
+	j.state = stateDone
+}
+
+// finish forgets a job that has ended, for whatever reason.
+func (s *Server) finish(j *job) {
+	switch j.state {
+	case stateRunning:
+		s.unassign(j)
+	case stateQueued:
+		j.fn.queues[j.Priority].remove(j)
+	case stateDelayed:
+		heap.Remove(&s.delayed, j.heapIndex)
+		j.fn.delayed--
+	}
+	j.state = stateDone
+	for _, l := range j.listeners {
+		delete(l.attached, j)
+	}
+	j.listeners = nil
+	if j.uniqueKey != "" && s.unique[j.uniqueKey] == j {
+		delete(s.unique, j.uniqueKey)
+	}
+	delete(s.jobs, j.Handle)
+	s.store.Remove(j.ID)
+}
+
+// forward sends a WORK_* packet to every client attached to j.
+func (s *Server) forward(j *job, packet []byte) {
+	for _, l := range j.listeners {
+		s.send(l, packet)
+	}
+}
+
+// detachListener removes client c from j. A foreground job nobody waits for
+// any more is dropped if it is still queued, as in gearmand; if it is
+// running, its results will go nowhere.
+func (s *Server) detachListener(j *job, c *session) {
+	for i, l := range j.listeners {
+		if l == c {
+			j.listeners = append(j.listeners[:i], j.listeners[i+1:]...)
+			break
+		}
+	}
+	delete(c.attached, j)
+	if len(j.listeners) > 0 || j.detached {
+		return
+	}
+	switch j.state {
+	case stateQueued, stateDelayed:
+		s.finish(j)
+	}
+}
+
+// attach makes c a listener of j.
+func (s *Server) attach(j *job, c *session) {
+	if _, ok := c.attached[j]; ok {
+		return
+	}
+	j.listeners = append(j.listeners, c)
+	c.attached[j] = struct{}{}
+}
+
+// addAbility registers fn for worker c (CAN_DO / CAN_DO_TIMEOUT).
+// Registering twice on one connection counts once.
+func (s *Server) addAbility(c *session, name string, timeout int64) {
+	f := s.function(name)
+	a := c.abilities[f]
+	if a == nil {
+		a = &ability{fn: f}
+		c.abilities[f] = a
+		f.workers = append(f.workers, c)
+	} else {
+		s.removeFromLog(c, f)
+	}
+	c.abilityLog = append(c.abilityLog, f)
+	a.timeout = secondsDuration(timeout)
+}
+
+func (s *Server) removeFromLog(c *session, f *function) {
+	for i, g := range c.abilityLog {
+		if g == f {
+			c.abilityLog = append(c.abilityLog[:i], c.abilityLog[i+1:]...)
+			return
+		}
+	}
+}
+
+// removeAbility unregisters f from c and requeues the jobs of f that c is
+// running (gearmand does the same on CANT_DO).
+func (s *Server) removeAbility(c *session, f *function) {
+	if c.abilities[f] == nil {
+		return
+	}
+	delete(c.abilities, f)
+	f.removeWorker(c)
+	s.removeFromLog(c, f)
+	for j := range c.running {
+		if j.fn == f {
+			s.requeue(j)
+		}
+	}
+}
+
+func (s *Server) resetAbilities(c *session) {
+	for j := range c.running {
+		s.requeue(j)
+	}
+	for f := range c.abilities {
+		s.removeAbility(c, f)
+	}
+}
+
+// newHandle issues the next job ID and its handle.
+func (s *Server) newHandle() (uint64, string) {
+	s.lastID++
+	return s.lastID, s.cfg.HandlePrefix + ":" + strconv.FormatUint(s.lastID, 10)
+}
+
+// committed is called when the store has (or has not) made j durable.
+// self is the session whose reader goroutine is calling, if any.
+func (s *Server) committed(j *job, err error, self *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.current = self
+	defer func() { s.current = nil }()
+	waiters := j.commitWaiters
+	j.commitWaiters = nil
+	j.fn.pending--
+	if err != nil {
+		s.log.Error("could not store job; refusing it", "handle", j.Handle, "function", j.fn.name, "err", err)
+		s.metrics.storeErrors.Inc()
+		reply := protocol.AppendError(nil, "QUEUE_ERROR", "Job could not be stored: "+err.Error())
+		for _, w := range waiters {
+			w.entry.data, w.entry.ready = reply, true
+		}
+		for _, l := range j.listeners {
+			delete(l.attached, j)
+		}
+		j.listeners = nil
+		if s.unique[j.uniqueKey] == j {
+			delete(s.unique, j.uniqueKey)
+		}
+		j.state = stateDone
+	} else {
+		for _, w := range waiters {
+			w.entry.ready = true
+		}
+		s.jobs[j.Handle] = j
+		if j.detached || len(j.listeners) > 0 {
+			s.metrics.submitted.Inc()
+			s.enqueue(j)
+		} else {
+			// Every client that wanted it left while it was being stored.
+			delete(s.unique, j.uniqueKey)
+			delete(s.jobs, j.Handle)
+			j.state = stateDone
+			s.store.Remove(j.ID)
+		}
+	}
+	for _, w := range waiters {
+		s.releaseReplies(w.c)
+	}
+}

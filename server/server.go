@@ -1,0 +1,396 @@
+// Package server is the Gearman job server: connections, the scheduler
+// (queues, coalescing, wake-ups, retries), the text admin protocol and the
+// HTTP endpoints. It takes its store as a gearbridge.Store and knows nothing
+// of bbolt or Jenkins.
+package server
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// Limits that gearmand enforces and clients rely on.
+const (
+	maxUnique     = 64  // longer uniques get ARGUMENT_TOO_LARGE
+	maxHandle     = 63  // a handle plus its NUL must fit in 64 bytes
+	maxFunction   = 512 // GEARMAN_FUNCTION_MAX_SIZE
+	maxClientID   = 127 // longer ids are truncated, as in gearmand
+	maxOptionName = 63
+	maxAdminLine  = 64 << 10
+)
+
+// Config is the server's configuration. Zero values take the defaults.
+type Config struct {
+	// Store persists jobs; nil means in memory only.
+	Store gearbridge.Store
+	// Durable tells `show jobs` and metrics whether Store writes to disk.
+	Durable bool
+	// HandlePrefix starts every job handle ("H:<hostname>" by default).
+	HandlePrefix string
+	// JobRetries is the most times a job is handed to workers before it is
+	// dropped with WORK_FAIL (gearmand 1.1.20's --job-retries); 0 = no limit.
+	JobRetries int
+	// MaxPacket is the largest accepted packet payload (default 64 MiB).
+	MaxPacket uint32
+	// MaxConnections refuses connections beyond this many; 0 = no limit.
+	MaxConnections int
+	// MaxOutput is the most output bytes kept for a client that does not
+	// read; beyond it the connection is closed (default 64 MiB + 1 packet).
+	MaxOutput int
+	// VerboseLevel is what the admin `verbose` command reports.
+	VerboseLevel string
+	// DropRestoredForeground drops restored foreground jobs (gearmand's
+	// behaviour) instead of running them detached.
+	DropRestoredForeground bool
+	// Exceptions turns the exceptions option on for every connection.
+	Exceptions bool
+	// OnShutdown is called by the admin `shutdown [graceful]` command.
+	OnShutdown func(graceful bool)
+	Logger     *slog.Logger
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Server is a Gearman job server. Create it with New, then call Serve.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   gearbridge.Store
+	metrics *metrics
+
+	mu        sync.Mutex
+	functions map[string]*function
+	jobs      map[string]*job // by handle
+	unique    map[string]*job // by function + "\0" + unique key
+	sessions  map[uint64]*session
+	delayed   delayedHeap
+	timer     *time.Timer // fires when the earliest delayed job is due
+	lastID    uint64
+	queueSeq  uint64
+	current   *session // the session whose reader holds mu, if any
+	listeners []net.Listener
+	closing   bool
+	connWG    sync.WaitGroup
+}
+
+// New creates a server and restores the store's jobs into its queues.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		cfg.Store = nopStore{}
+	}
+	if cfg.MaxPacket == 0 {
+		cfg.MaxPacket = 64 << 20
+	}
+	if cfg.MaxOutput == 0 {
+		cfg.MaxOutput = 64<<20 + int(cfg.MaxPacket)
+	}
+	if cfg.VerboseLevel == "" {
+		cfg.VerboseLevel = "ERROR"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HandlePrefix == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		cfg.HandlePrefix = "H:" + host
+	}
+	if len(cfg.HandlePrefix) > maxHandle-21 { // room for ":" and a uint64
+		cfg.HandlePrefix = cfg.HandlePrefix[:maxHandle-21]
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     cfg.Store,
+		functions: map[string]*function{},
+		jobs:      map[string]*job{},
+		unique:    map[string]*job{},
+		sessions:  map[uint64]*session{},
+	}
+	s.metrics = newMetrics(s)
+	if err := s.restore(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// restore queues every job the store kept from an earlier run.
+func (s *Server) restore() error {
+	start := time.Now()
+	var restored, dropped int
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lastID, err := s.store.Restore(func(rec *gearbridge.Job) error {
+		if !rec.Background && s.cfg.DropRestoredForeground {
+			s.store.Remove(rec.ID)
+			dropped++
+			return nil
+		}
+		if s.cfg.JobRetries > 0 && int(rec.Attempts) >= s.cfg.JobRetries {
+			// It was running when we stopped, and that was its last try.
+			s.log.Warn("dropping restored job: retries exhausted", "handle", rec.Handle, "function", rec.Function, "attempts", rec.Attempts)
+			s.store.Remove(rec.ID)
+			dropped++
+			return nil
+		}
+		j := &job{Job: *rec, detached: true, heapIndex: -1, submitted: s.cfg.Now()}
+		j.fn = s.function(rec.Function)
+		j.uniqueKey = uniqueKey(rec.Function, rec.Unique, rec.Payload)
+		if j.uniqueKey != "" {
+			if _, dup := s.unique[j.uniqueKey]; !dup {
+				s.unique[j.uniqueKey] = j
+			}
+		}
+		s.jobs[j.Handle] = j
+		s.enqueue(j)
+		restored++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore jobs: %w", err)
+	}
+	s.lastID = lastID
+	if restored+dropped > 0 {
+		s.log.Info("restored jobs", "queued", restored, "dropped", dropped, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// Serve accepts connections on l until Close. It returns nil after Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("server closed")
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+
+	var nextID uint64
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors, most likely: wait, do not spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		nextID++
+		s.accept(nc, nextID)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) accept(nc net.Conn, id uint64) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetKeepAlive(true)
+		tc.SetKeepAlivePeriod(30 * time.Second)
+		tc.SetNoDelay(true)
+	}
+	s.mu.Lock()
+	if s.closing || (s.cfg.MaxConnections > 0 && len(s.sessions) >= s.cfg.MaxConnections) {
+		full := !s.closing
+		s.mu.Unlock()
+		if full {
+			s.metrics.refused.Inc()
+			s.log.Warn("too many connections; refusing", "peer", nc.RemoteAddr(), "max", s.cfg.MaxConnections)
+		}
+		nc.Close()
+		return
+	}
+	c := newSession(s, id, nc)
+	c.exceptions = s.cfg.Exceptions
+	s.sessions[id] = c
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	s.metrics.connections.Inc()
+	go func() {
+		defer s.connWG.Done()
+		c.serve()
+	}()
+}
+
+// closeSession forgets a connection: its running jobs go back to the
+// queue, its foreground jobs lose a listener.
+func (s *Server) closeSession(c *session) {
+	s.mu.Lock()
+	c.closed = true
+	s.resetAbilities(c)
+	for j := range c.attached {
+		s.detachListener(j, c)
+	}
+	c.replies = nil
+	delete(s.sessions, c.id)
+	s.mu.Unlock()
+
+	c.outMu.Lock()
+	c.dead = true
+	c.outMu.Unlock()
+	close(c.done)
+	c.nc.Close()
+	s.metrics.connections.Dec()
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines. Jobs stay in the store.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for _, c := range s.sessions {
+		c.nc.Close()
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	s.connWG.Wait()
+	return nil
+}
+
+// Shutdown stops accepting connections and waits until no job is running
+// or ctx ends, then closes everything (gearmand's graceful shutdown).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.closing = true
+	s.mu.Unlock()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		running := 0
+		for _, f := range s.functions {
+			running += f.running
+		}
+		s.mu.Unlock()
+		if running == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return s.Close()
+}
+
+// function returns the named function, creating it.
+func (s *Server) function(name string) *function {
+	f := s.functions[name]
+	if f == nil {
+		f = &function{name: name}
+		s.functions[name] = f
+	}
+	return f
+}
+
+// send writes data to c in reply order. Must hold s.mu.
+func (s *Server) send(c *session, data []byte) {
+	if c.closed {
+		return
+	}
+	if len(c.replies) > 0 {
+		c.replies = append(c.replies, &outEntry{data: data, ready: true})
+		return
+	}
+	c.queue(data, c != s.current)
+}
+
+// releaseReplies sends the ready replies at the head of c's reply queue.
+func (s *Server) releaseReplies(c *session) {
+	i := 0
+	for ; i < len(c.replies) && c.replies[i].ready; i++ {
+		if !c.closed {
+			c.queue(c.replies[i].data, c != s.current)
+		}
+	}
+	if i == len(c.replies) {
+		c.replies = nil
+	} else {
+		c.replies = c.replies[i:]
+	}
+}
+
+func (s *Server) sendError(c *session, code, text string) {
+	s.mu.Lock()
+	s.send(c, protocol.AppendError(nil, code, text))
+	s.mu.Unlock()
+}
+
+// scheduleDelayed arms the timer for the earliest not-yet-due epoch job.
+func (s *Server) scheduleDelayed() {
+	if len(s.delayed) == 0 {
+		return
+	}
+	wait := time.Unix(s.delayed[0].Epoch, 0).Sub(s.cfg.Now())
+	if s.timer == nil {
+		s.timer = time.AfterFunc(wait, s.releaseDue)
+	} else {
+		s.timer.Reset(wait)
+	}
+}
+
+// releaseDue moves epoch jobs that have fallen due into their queues, which
+// wakes their workers.
+func (s *Server) releaseDue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now().Unix()
+	for len(s.delayed) > 0 && s.delayed[0].Epoch <= now {
+		j := heap.Pop(&s.delayed).(*job)
+		j.fn.delayed--
+		j.state = stateDone // enqueue sets the real state
+		s.enqueue(j)
+	}
+	s.scheduleDelayed()
+}
+
+// nopStore keeps nothing; it stands in when no store is configured.
+type nopStore struct{}
+
+func (nopStore) Restore(func(*gearbridge.Job) error) (uint64, error) { return 0, nil }
+func (nopStore) Add(_ *gearbridge.Job, done func(error))            { done(nil) }
+func (nopStore) SetAttempts(uint64, uint32)                         {}
+func (nopStore) Remove(uint64)                                      {}
+func (nopStore) SetBuildRef(string, []byte) error                   { return errors.New("no store") }
+func (nopStore) BuildRef(string) ([]byte, bool, error)              { return nil, false, nil }
+func (nopStore) Close() error                                       { return nil }

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// session is one client, worker or admin connection. A connection may be
+// all three at once (node-gearman does this).
+type session struct {
+	srv    *Server
+	id     uint64
+	nc     net.Conn
+	remote string // peer IP, as the `workers` listing shows it
+
+	// Guarded by Server.mu.
+	clientID   string
+	abilities  map[*function]*ability
+	abilityLog []*function // registration order, newest last
+	sleeping   bool
+	noopSent   bool
+	exceptions bool
+	running    map[*job]struct{}
+	attached   map[*job]struct{} // jobs this session listens to
+	replies    []*outEntry       // ordered replies behind a pending commit
+	closed     bool
+
+	// Output, guarded by outMu (a leaf lock: nothing else is taken under it).
+	outMu   sync.Mutex
+	out     []byte
+	spare   []byte
+	writing bool
+	dead    bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+const (
+	// flushEvery bounds how much output one batch of pipelined requests
+	// builds up before it is written.
+	flushEvery = 256 << 10
+	// writeTimeout is how long one write may make no progress before the
+	// peer is taken for dead: a client that never reads its replies is cut
+	// off instead of holding memory forever.
+	writeTimeout = 60 * time.Second
+)
+
+func newSession(srv *Server, id uint64, nc net.Conn) *session {
+	remote := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		remote = host
+	}
+	return &session{
+		srv:       srv,
+		id:        id,
+		nc:        nc,
+		remote:    remote,
+		clientID:  "-",
+		abilities: map[*function]*ability{},
+		running:   map[*job]struct{}{},
+		attached:  map[*job]struct{}{},
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+}
+
+// serve reads and handles requests until the connection ends.
+func (c *session) serve() {
+	go c.writeLoop()
+	defer c.srv.closeSession(c)
+
+	r := protocol.NewReader(c.nc, c.srv.cfg.MaxPacket, maxAdminLine)
+	for {
+		msg, err := r.Read()
+		var perr *protocol.ProtocolError
+		switch {
+		case err == nil:
+			c.srv.handle(c, msg)
+		case errors.As(err, &perr):
+			c.srv.countPacket(msg.Packet)
+			c.srv.sendError(c, perr.Code, perr.Text)
+		default:
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.srv.log.Debug("closing connection", "conn", c.id, "peer", c.nc.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		if r.Buffered() == 0 || c.pendingOutput() > flushEvery {
+			if c.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// queue appends data to the connection's output. It reports false when the
+// output cap is exceeded, after which the connection is closed.
+func (c *session) queue(data []byte, signal bool) bool {
+	c.outMu.Lock()
+	if c.dead {
+		c.outMu.Unlock()
+		return false
+	}
+	if len(c.out)+len(data) > c.srv.cfg.MaxOutput && len(c.out) > 0 {
+		c.dead = true
+		c.outMu.Unlock()
+		c.srv.log.Warn("client does not read its replies; closing", "conn", c.id, "peer", c.nc.RemoteAddr(), "pending_bytes", len(c.out))
+		c.nc.Close()
+		return false
+	}
+	c.out = append(c.out, data...)
+	c.outMu.Unlock()
+	if signal {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+func (c *session) pendingOutput() int {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return len(c.out)
+}
+
+// flush writes pending output unless another goroutine is already writing
+// (it will pick up what was added).
+func (c *session) flush() error {
+	c.outMu.Lock()
+	if c.writing || c.dead {
+		c.outMu.Unlock()
+		return nil
+	}
+	c.writing = true
+	for len(c.out) > 0 {
+		buf := c.out
+		c.out, c.spare = c.spare[:0], nil
+		c.outMu.Unlock()
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := c.nc.Write(buf)
+		c.outMu.Lock()
+		if cap(buf) <= 1<<20 { // keep ordinary buffers, drop huge ones
+			c.spare = buf[:0]
+		}
+		if err != nil {
+			c.writing, c.dead = false, true
+			c.outMu.Unlock()
+			c.nc.Close()
+			return err
+		}
+	}
+	c.writing = false
+	c.outMu.Unlock()
+	return nil
+}
+
+// writeLoop writes output that other connections' events produce (NOOPs,
+// forwarded WORK_* packets, commit acknowledgements).
+func (c *session) writeLoop() {
+	for {
+		select {
+		case <-c.wake:
+			if c.flush() != nil {
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *session) logAttrs() []any {
+	return []any{slog.Uint64("conn", c.id), slog.String("peer", c.remote)}
+}
