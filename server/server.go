@@ -388,9 +388,9 @@ func (s *Server) releaseDue() {
 type nopStore struct{}
 
 func (nopStore) Restore(func(*gearbridge.Job) error) (uint64, error) { return 0, nil }
-func (nopStore) Add(_ *gearbridge.Job, done func(error))            { done(nil) }
-func (nopStore) SetAttempts(uint64, uint32)                         {}
-func (nopStore) Remove(uint64)                                      {}
-func (nopStore) SetBuildRef(string, []byte) error                   { return errors.New("no store") }
-func (nopStore) BuildRef(string) ([]byte, bool, error)              { return nil, false, nil }
-func (nopStore) Close() error                                       { return nil }
+func (nopStore) Add(_ *gearbridge.Job, done func(error))             { done(nil) }
+func (nopStore) SetAttempts(uint64, uint32)                          {}
+func (nopStore) Remove(uint64)                                       {}
+func (nopStore) SetBuildRef(string, []byte) error                    { return errors.New("no store") }
+func (nopStore) BuildRef(string) ([]byte, bool, error)               { return nil, false, nil }
+func (nopStore) Close() error                                        { return nil }

@@ -61,7 +61,7 @@ type function struct {
 	queues   [gearbridge.NumPriorities]jobList
 	delayed  int // not-yet-due epoch jobs
 	running  int
-	pending  int       // jobs waiting for their commit
+	pending  int                           // jobs waiting for their commit
 	maxQueue [gearbridge.NumPriorities]int // 0 = unlimited
 	workers  []*session
 	wakeNext int // where the next wake-up scan starts, to spread NOOPs
