@@ -233,6 +233,7 @@ func (s *DB) update(batch []op) (maxID uint64, err error) {
 // a value too large) go to that op; others fail the transaction.
 func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 	jobs := tx.Bucket(bucketJobs)
+	jobs.FillPercent = 0.9 // keys are appended in ID order: pack pages full
 	refs := tx.Bucket(bucketBuildRefs)
 	for i := range batch {
 		o := &batch[i]
