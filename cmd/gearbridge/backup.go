@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gearbridge/gearbridge/store"
+)
+
+// runBackup downloads a consistent copy of a running server's store:
+// `gearbridge backup --server http://HOST:PORT FILE`. The copy is written
+// next to FILE under a temporary name, synced, verified with store.Check,
+// and only then renamed into place; a failed or partial download never
+// replaces an existing FILE.
+func runBackup(args []string) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:4731", "the server's HTTP address (its --http flag)")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge backup [--server URL] FILE\n\nDownloads URL/backup, verifies it and renames it to FILE.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{fmt.Errorf("backup: want exactly one FILE")}
+	}
+	dst := fs.Arg(0)
+	url := strings.TrimSuffix(*server, "/") + "/backup"
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var progress io.Writer = os.Stderr
+	if *quiet {
+		progress = io.Discard
+	}
+	tmp, n, err := download(ctx, url, dst, progress)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // after a successful rename this is a no-op
+	info, err := store.Check(tmp)
+	if err != nil {
+		return fmt.Errorf("backup from %s (%d bytes) failed verification, %s left unchanged: %w", url, n, dst, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	info.Path = dst
+	printInfo(os.Stdout, info)
+	return nil
+}
+
+// download fetches url into a new temporary file next to dst, syncs it and
+// returns its name and size. On error the temporary file is removed.
+func download(ctx context.Context, url, dst string, progress io.Writer) (tmp string, n int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", 0, fmt.Errorf("backup: %w", err)
+	}
+	// No overall timeout: a large store takes as long as it takes. The
+	// server must answer promptly, though.
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", 0, fmt.Errorf("backup: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return "", 0, fmt.Errorf("backup: GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	}
+
+	f, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("backup: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	p := &progressWriter{out: progress, total: resp.ContentLength, start: time.Now()}
+	n, err = io.Copy(io.MultiWriter(f, p), resp.Body)
+	p.report(true)
+	if err != nil {
+		return "", n, fmt.Errorf("backup: download from %s after %d bytes: %w", url, n, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return "", n, fmt.Errorf("backup: download from %s: got %d of %d bytes", url, n, resp.ContentLength)
+	}
+	if err = f.Sync(); err != nil {
+		return "", n, fmt.Errorf("backup: sync %s: %w", f.Name(), err)
+	}
+	if err = f.Close(); err != nil {
+		return "", n, fmt.Errorf("backup: %w", err)
+	}
+	return f.Name(), n, nil
+}
+
+// progressWriter prints the bytes downloaded so far, at most once a second.
+type progressWriter struct {
+	out   io.Writer
+	total int64 // -1 if unknown
+	n     int64
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	p.report(false)
+	return len(b), nil
+}
+
+func (p *progressWriter) report(final bool) {
+	now := time.Now()
+	if !final && now.Sub(p.last) < time.Second {
+		return
+	}
+	p.last = now
+	mib := float64(p.n) / (1 << 20)
+	if p.total > 0 {
+		fmt.Fprintf(p.out, "backup: %.1f of %.1f MiB (%.0f%%) in %.1fs\n",
+			mib, float64(p.total)/(1<<20), 100*float64(p.n)/float64(p.total), now.Sub(p.start).Seconds())
+	} else {
+		fmt.Fprintf(p.out, "backup: %.1f MiB in %.1fs\n", mib, now.Sub(p.start).Seconds())
+	}
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
