@@ -1,0 +1,399 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestForegroundJobForwardsEveryWorkPacket(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	w := worker(t, addr, "rev")
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "rev", "u1", "abc")
+	if h != "H:test:1" {
+		t.Fatalf("handle %q", h)
+	}
+	got := w.grab()
+	if want := []string{h, "rev", "u1", "abc"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("assign %q, want %q", got, want)
+	}
+	w.send(protocol.WorkStatus, h, "1", "2")
+	w.send(protocol.WorkData, h, "d\x00ata")
+	w.send(protocol.WorkWarning, h, "warn")
+	w.send(protocol.WorkComplete, h, "cba")
+	if got := c.recv(protocol.WorkStatus); got[1] != "1" || got[2] != "2" {
+		t.Fatalf("status %q", got)
+	}
+	if got := c.recv(protocol.WorkData); got[1] != "d\x00ata" {
+		t.Fatalf("data %q", got)
+	}
+	c.recv(protocol.WorkWarning)
+	if got := c.recv(protocol.WorkComplete); got[0] != h || got[1] != "cba" {
+		t.Fatalf("complete %q", got)
+	}
+	// The job is gone: its status is unknown and a second result is refused.
+	c.send(protocol.GetStatus, h)
+	if got := c.recv(protocol.StatusRes); got[1] != "0" {
+		t.Fatalf("status after completion %q", got)
+	}
+	w.send(protocol.WorkComplete, h, "again")
+	if got := w.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" || got[1] != errWorkNotFound {
+		t.Fatalf("error %q", got)
+	}
+}
+
+func TestCoalescingByUnique(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c1, c2, c3 := dial(t, addr), dial(t, addr), dial(t, addr)
+	h1 := c1.submit(protocol.SubmitJob, "f", "same", "one")
+	h2 := c2.submit(protocol.SubmitJob, "f", "same", "two")
+	if h1 != h2 {
+		t.Fatalf("same unique gave %q and %q", h1, h2)
+	}
+	if h := c3.submit(protocol.SubmitJob, "g", "same", "x"); h == h1 {
+		t.Fatal("same unique under another function coalesced")
+	}
+	if a, b := c3.submit(protocol.SubmitJobBg, "f", "", "x"), c3.submit(protocol.SubmitJobBg, "f", "", "x"); a == b {
+		t.Fatal("empty uniques coalesced")
+	}
+	if a, b := c3.submit(protocol.SubmitJobBg, "f", "-", "payload"), c3.submit(protocol.SubmitJobBg, "f", "-", "payload"); a != b {
+		t.Fatal(`unique "-" did not coalesce by payload`)
+	}
+	if a, b := c3.submit(protocol.SubmitJobBg, "f", "-", ""), c3.submit(protocol.SubmitJobBg, "f", "-", ""); a == b {
+		t.Fatal(`unique "-" with an empty payload coalesced`)
+	}
+
+	w := worker(t, addr, "f")
+	got := w.grab()
+	if got[0] != h1 || got[3] != "one" {
+		t.Fatalf("the first submit's data should win, got %q", got)
+	}
+	c1.send(protocol.GetStatusUnique, "same")
+	if got := c1.recv(protocol.StatusResUnique); fmt.Sprint(got) != fmt.Sprint([]string{"same", "1", "1", "0", "0", "2"}) {
+		t.Fatalf("status by unique %q", got)
+	}
+	w.send(protocol.WorkComplete, h1, "r")
+	c1.recv(protocol.WorkComplete)
+	c2.recv(protocol.WorkComplete)
+	// After completion the same unique makes a new job.
+	if h := c1.submit(protocol.SubmitJob, "f", "same", "three"); h == h1 {
+		t.Fatal("finished job's unique still coalesced")
+	}
+}
+
+func TestPriorityIsGlobalAcrossFunctions(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	low := c.submit(protocol.SubmitJobLowBg, "a", "", "")
+	normal := c.submit(protocol.SubmitJobBg, "a", "", "")
+	high := c.submit(protocol.SubmitJobHighBg, "b", "", "")
+	normal2 := c.submit(protocol.SubmitJobBg, "b", "", "")
+	w := worker(t, addr, "b", "a")
+	for _, want := range []string{high, normal, normal2, low} {
+		got := w.grab()
+		if got[0] != want {
+			t.Fatalf("grabbed %s, want %s", got[0], want)
+		}
+		w.send(protocol.WorkComplete, got[0], "")
+	}
+	w.send(protocol.GrabJob)
+	w.recv(protocol.NoJob)
+}
+
+func TestOneNoopPerJobAmongManySleepers(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	const sleepers = 50
+	workers := make([]*client, sleepers)
+	for i := range workers {
+		workers[i] = worker(t, addr, "f")
+		workers[i].send(protocol.PreSleep)
+		workers[i].expectNothing()
+	}
+	c := dial(t, addr)
+	c.submit(protocol.SubmitJobBg, "f", "", "1")
+	c.submit(protocol.SubmitJobBg, "f", "", "2")
+	if n := counterValue(t, s.metrics.noops); n != 2 {
+		t.Fatalf("%v NOOPs for 2 jobs and %d sleepers", n, sleepers)
+	}
+	// The two woken workers each get a job.
+	woken := 0
+	for _, w := range workers {
+		w.send(protocol.GrabJobUniq)
+	}
+	for _, w := range workers {
+		w.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, err := w.r.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch p.Type {
+		case protocol.Noop:
+			woken++
+			if p, err := w.r.ReadPacket(); err != nil || (p.Type != protocol.JobAssignUniq && p.Type != protocol.NoJob) {
+				t.Fatalf("after NOOP: %v %v", p, err)
+			}
+		case protocol.JobAssignUniq, protocol.NoJob:
+		default:
+			t.Fatalf("unexpected %s", p.Type)
+		}
+	}
+	if woken != 2 {
+		t.Fatalf("%d workers woken, want 2", woken)
+	}
+}
+
+func TestPreSleepWithWaitingJobGetsNoop(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	c.submit(protocol.SubmitJobBg, "f", "", "")
+	w := worker(t, addr, "f")
+	w.send(protocol.PreSleep)
+	w.recv(protocol.Noop)
+}
+
+func TestRequeueOnDisconnectAndRetryLimit(t *testing.T) {
+	_, addr := startServer(t, Config{JobRetries: 2})
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "f", "u", "x")
+	h2 := c.submit(protocol.SubmitJobBg, "f", "", "y")
+
+	w1 := worker(t, addr, "f")
+	if got := w1.grab(); got[0] != h {
+		t.Fatalf("got %q", got)
+	}
+	w1.nc.Close()
+
+	// Requeued to the tail: the next grab returns the other job first.
+	w2 := worker(t, addr, "f")
+	waitFor(t, "requeue", func() bool { return strings.Contains(c.admin("status"), "f\t2\t0\t1") })
+	if got := w2.grab(); got[0] != h2 {
+		t.Fatalf("requeued job should go to the tail, got %q", got)
+	}
+	if got := w2.grab(); got[0] != h {
+		t.Fatalf("got %q", got)
+	}
+	// A second lost worker uses up the retries: the client hears WORK_FAIL.
+	w2.send(protocol.CantDo, "f")
+	if got := c.recv(protocol.WorkFail); got[0] != h {
+		t.Fatalf("fail %q", got)
+	}
+}
+
+func TestCanDoTimeoutRequeues(t *testing.T) {
+	var fire func()
+	var after time.Duration
+	timeAfterFunc = func(d time.Duration, f func()) *time.Timer {
+		after, fire = d, f
+		return time.NewTimer(time.Hour)
+	}
+	t.Cleanup(func() { timeAfterFunc = time.AfterFunc })
+
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "slow", "", "x")
+	w := dial(t, addr)
+	w.send(protocol.CanDoTimeout, "slow", "7")
+	w.grab()
+	if after != 7*time.Second {
+		t.Fatalf("timeout %v, want 7s (the value is in seconds)", after)
+	}
+	fire()
+	w.send(protocol.WorkComplete, h, "late")
+	w.recv(protocol.Error) // the job is no longer this worker's
+	if got := w.grab(); got[0] != h {
+		t.Fatalf("job not requeued: %q", got)
+	}
+}
+
+func TestWorkExceptionOption(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	plain, withOpt := dial(t, addr), dial(t, addr)
+	withOpt.send(protocol.OptionReq, "exceptions")
+	if got := withOpt.recv(protocol.OptionRes); got[0] != "exceptions" {
+		t.Fatalf("option %q", got)
+	}
+	withOpt.send(protocol.OptionReq, "bogus")
+	if got := withOpt.recv(protocol.Error); got[0] != "UNKNOWN_OPTION" {
+		t.Fatalf("got %q", got)
+	}
+	h := plain.submit(protocol.SubmitJob, "f", "u", "")
+	withOpt.submit(protocol.SubmitJob, "f", "u", "")
+	w := worker(t, addr, "f")
+	w.grab()
+	w.send(protocol.WorkException, h, "boom")
+	if got := withOpt.recv(protocol.WorkException); got[1] != "boom" {
+		t.Fatalf("exception %q", got)
+	}
+	if got := plain.recv(protocol.WorkFail); len(got) != 1 || got[0] != h {
+		t.Fatalf("fail %q", got)
+	}
+	plain.expectNothing() // and no second packet after it
+}
+
+func TestEpochJobWakesWorkerWhenDue(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s, addr := startServer(t, Config{Now: func() time.Time { return now }})
+	w := worker(t, addr, "later")
+	w.send(protocol.PreSleep)
+	c := dial(t, addr)
+	c.send(protocol.SubmitJobEpoch, "later", "", fmt.Sprint(now.Unix()+60), "x")
+	h := c.recv(protocol.JobCreated)[0]
+	w.expectNothing()
+	if !strings.Contains(c.admin("status"), "later\t1\t0\t1") {
+		t.Fatal("delayed job not listed in status")
+	}
+	s.mu.Lock()
+	now = now.Add(time.Minute)
+	s.mu.Unlock()
+	s.releaseDue()
+	w.recv(protocol.Noop)
+	if got := w.grab(); got[0] != h {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestRepliesWaitForCommitInOrder(t *testing.T) {
+	fs := newFakeStore()
+	_, addr := startServer(t, Config{Store: fs})
+	c := dial(t, addr)
+	// Pipelined: a submit whose commit is held, then an echo.
+	c.send(protocol.SubmitJobBg, "f", "", "x")
+	c.send(protocol.EchoReq, "after")
+	<-fs.added
+	other := dial(t, addr)
+	other.expectNothing() // the server is still serving others
+	fs.release()
+	c.recv(protocol.JobCreated)
+	if got := c.recv(protocol.EchoRes); got[0] != "after" {
+		t.Fatalf("echo %q", got)
+	}
+}
+
+func TestStoreFailureRefusesTheJob(t *testing.T) {
+	fs := newFakeStore()
+	fs.fail = errors.New("disk full")
+	_, addr := startServer(t, Config{Store: fs})
+	c := dial(t, addr)
+	c.send(protocol.SubmitJob, "f", "u", "x")
+	<-fs.added
+	fs.release()
+	if got := c.recv(protocol.Error); got[0] != "QUEUE_ERROR" {
+		t.Fatalf("got %q", got)
+	}
+	if strings.Contains(c.admin("show jobs"), "H:") {
+		t.Fatal("refused job is listed")
+	}
+	fs.fail = nil
+	c.send(protocol.SubmitJob, "f", "u", "x")
+	<-fs.added
+	fs.release()
+	c.recv(protocol.JobCreated)
+}
+
+func TestRestoreRunsJobsDetachedInOrder(t *testing.T) {
+	fs := newFakeStore()
+	fs.jobs = []*gearbridge.Job{
+		{ID: 3, Handle: "H:old:3", Function: "f", Unique: "fg", Payload: []byte("a")},
+		{ID: 5, Handle: "H:old:5", Function: "f", Background: true, Payload: []byte("b"), Attempts: 1},
+	}
+	fs.lastID = 9
+	go func() {
+		for range fs.added {
+			fs.release()
+		}
+	}()
+	_, addr := startServer(t, Config{Store: fs})
+	c := dial(t, addr)
+	// A client submitting the restored job's unique is attached to it.
+	if h := c.submit(protocol.SubmitJob, "f", "fg", "ignored"); h != "H:old:3" {
+		t.Fatalf("coalesced onto %q", h)
+	}
+	if h := c.submit(protocol.SubmitJobBg, "f", "", ""); h != "H:test:10" {
+		t.Fatalf("handle counter not restored: %q", h)
+	}
+	w := worker(t, addr, "f")
+	for _, want := range []string{"H:old:3", "H:old:5", "H:test:10"} {
+		got := w.grab()
+		if got[0] != want {
+			t.Fatalf("grabbed %s, want %s", got[0], want)
+		}
+		w.send(protocol.WorkComplete, got[0], "done")
+	}
+	if got := c.recv(protocol.WorkComplete); got[0] != "H:old:3" {
+		t.Fatalf("complete %q", got)
+	}
+}
+
+func TestForegroundJobDroppedWhenItsClientLeaves(t *testing.T) {
+	fs := newFakeStore()
+	go func() {
+		for range fs.added {
+			fs.release()
+		}
+	}()
+	_, addr := startServer(t, Config{Store: fs})
+	c := dial(t, addr)
+	c.submit(protocol.SubmitJob, "f", "", "x")
+	c.nc.Close()
+	a := dial(t, addr)
+	waitFor(t, "drop", func() bool { return a.admin("status") == "f\t0\t0\t0\n.\n" })
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.removed) != 1 {
+		t.Fatalf("store removes %v", fs.removed)
+	}
+}
+
+func TestSlowReaderIsCutOff(t *testing.T) {
+	_, addr := startServer(t, Config{MaxOutput: 1 << 20})
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "f", "", "")
+	w := worker(t, addr, "f")
+	w.grab()
+	chunk := strings.Repeat("x", 64<<10)
+	// The client never reads; the worker streams data until the server
+	// gives up on the client.
+	for i := 0; i < 200; i++ {
+		w.send(protocol.WorkData, h, chunk)
+	}
+	w.expectNothing() // the worker is still served
+	other := dial(t, addr)
+	waitFor(t, "cut-off", func() bool { return strings.Count(other.admin("workers"), "\n") == 3 })
+}
+
+func TestInvalidCommandsKeepTheConnection(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	for _, typ := range []protocol.Type{5, protocol.Noop, protocol.JobCreated, protocol.AllYours, protocol.SubmitJobSched, protocol.StatusResUnique} {
+		args := make([]string, typ.NumArgs())
+		c.send(typ, args...)
+		if got := c.recv(protocol.Error); got[0] != "INVALID_COMMAND" || got[1] != errInvalidCommand {
+			t.Fatalf("%s: %q", typ, got)
+		}
+	}
+	c.send(protocol.SubmitJob, "f", strings.Repeat("u", 65), "")
+	if got := c.recv(protocol.Error); got[0] != "ARGUMENT_TOO_LARGE" {
+		t.Fatalf("long unique: %q", got)
+	}
+	if h := c.submit(protocol.SubmitJobBg, "f", strings.Repeat("u", 64), ""); h == "" {
+		t.Fatal("64-byte unique refused")
+	}
+	c.expectNothing()
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
