@@ -4,6 +4,7 @@ package integration
 
 import (
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,7 +68,13 @@ func TestDifferential_AdminStatusWorkersPrioritystatus(t *testing.T) {
 		r.AdminSet(a, "status", "status\n")
 		r.AdminSet(a, "prioritystatus", "prioritystatus\n")
 		r.AdminSet(a, "workers", "workers\n")
-		r.AdminSet(a, "show jobs", "show jobs\n")
+		// Column 4 of `show jobs` is "persisted". gearmand sets it for
+		// background jobs even with its in-memory queue; gearbridge reports
+		// whether the job is really on disk: never with --durability none.
+		jobs := sortListing(a.Admin("show jobs\n"))
+		masked, persisted := splitColumn(jobs, 3)
+		r.Note("show jobs (column 4 masked)", masked)
+		r.Differs("show jobs column 4", persisted, "0 1 1", "0 0 0")
 		r.AdminSet(a, "show unique jobs", "show unique jobs\n")
 		// Functions stay listed after their workers leave.
 		w1.Close()
@@ -140,7 +147,7 @@ func TestDifferential_AdminCancelJob(t *testing.T) {
 		second := a.Admin("cancel job " + h + "\r\n")
 		r.Differs("cancel again", second, "OK\r\n", "ERR UNKNOWN_JOB\r\n")
 		if r.IsGearmand() {
-			r.WantPkt("second WORK_FAIL", c.Read(), pkt(p.WorkFail, h))
+			c.Expect(p.WorkFail, h) // not recorded: gearmand only
 		}
 		c.Barrier()
 		w.Send(p.CanDo, "cj")
@@ -164,4 +171,22 @@ func TestDifferential_AdminShutdown(t *testing.T) {
 			r.T.Fatalf("gearbridge still running %v after shutdown", stopTimeout)
 		}
 	})
+}
+
+// splitColumn replaces column col (0-based, tab-separated) of every line of
+// a listing with "*", and returns the masked listing and the sorted column
+// values joined by spaces.
+func splitColumn(listing string, col int) (string, string) {
+	var vals []string
+	lines := strings.SplitAfter(listing, "\n")
+	for i, l := range lines {
+		f := strings.Split(strings.TrimSuffix(l, "\n"), "\t")
+		if len(f) > col {
+			vals = append(vals, f[col])
+			f[col] = "*"
+			lines[i] = strings.Join(f, "\t") + "\n"
+		}
+	}
+	sort.Strings(vals)
+	return strings.Join(lines, ""), strings.Join(vals, " ")
 }
