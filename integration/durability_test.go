@@ -262,7 +262,7 @@ func drainAll(t *testing.T, s *Server, l *ledger) {
 }
 
 func TestDurability_CrashRestart(t *testing.T) {
-	s := StartGearbridge(t, "--durability", "none")
+	s := StartGearbridge(t, "--durability", "sync")
 	l := newLedger()
 	kills := 0
 	// Each round runs some load, SIGKILLs the server at a different point,
