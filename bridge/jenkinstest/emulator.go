@@ -149,6 +149,7 @@ func NewEmulator(opts ...Option) *Emulator {
 	}
 	e.lastSweep = e.Clock.Now()
 	builtIn := &node{name: "", mode: Normal, connected: true}
+	e.setLabels(builtIn, nil)
 	e.nodes[""] = builtIn
 	e.sortNodes()
 	go e.scheduler()

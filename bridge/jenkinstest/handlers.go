@@ -211,28 +211,14 @@ func (e *Emulator) crumbIssuer(r *http.Request, pr *principal) *response {
 	if !e.crumbsOn() {
 		return notFound()
 	}
-	rw := &cookieCatcher{}
-	e.ensureSession(rw, pr)
+	cookie := e.ensureSession(pr)
 	resp := e.jsonResp(r, obj("hudson.security.csrf.DefaultCrumbIssuer",
 		p("crumb", e.crumbFor(*pr)), p("crumbRequestField", crumbField)))
-	resp.cookies = rw.cookies
+	if cookie != nil {
+		resp.cookies = append(resp.cookies, cookie)
+	}
 	return resp
 }
-
-// cookieCatcher collects the Set-Cookie of ensureSession for the response.
-type cookieCatcher struct {
-	cookies []*http.Cookie
-	h       http.Header
-}
-
-func (c *cookieCatcher) Header() http.Header {
-	if c.h == nil {
-		c.h = http.Header{}
-	}
-	return c.h
-}
-func (c *cookieCatcher) Write(b []byte) (int, error) { return len(b), nil }
-func (c *cookieCatcher) WriteHeader(int)             {}
 
 func (e *Emulator) computerRoute(r *http.Request, rest []string) *response {
 	if is(rest, apiJSON...) {

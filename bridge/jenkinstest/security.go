@@ -114,15 +114,15 @@ func (e *Emulator) crumbFor(pr principal) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// ensureSession opens a session for pr if the request has none, setting
-// the cookie, as the crumb issuer page does.
-func (e *Emulator) ensureSession(w http.ResponseWriter, pr *principal) {
+// ensureSession opens a session for pr if the request has none, as the
+// crumb issuer page does, and returns the cookie to set (nil if none).
+func (e *Emulator) ensureSession(pr *principal) *http.Cookie {
 	if pr.sid != "" {
-		return
+		return nil
 	}
 	pr.sid = randomHex(12)
 	e.sessions[pr.sid] = pr.name
-	http.SetCookie(w, &http.Cookie{Name: e.cookieName, Value: pr.sid, Path: "/", HttpOnly: true})
+	return &http.Cookie{Name: e.cookieName, Value: pr.sid, Path: "/", HttpOnly: true}
 }
 
 // crumbValid checks the Jenkins-Crumb header or form field. API-token
