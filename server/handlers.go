@@ -89,9 +89,7 @@ func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
 		s.grab(c, p.Type)
 	case protocol.PreSleep:
 		if s.hasWork(c) {
-			c.noopSent = true
-			s.metrics.noops.Inc()
-			s.send(c, noopPacket)
+			s.wake(c)
 		} else {
 			c.sleeping = true
 		}
@@ -145,9 +143,7 @@ func (s *Server) canDo(c *session, name []byte, timeout int64) {
 	s.addAbility(c, string(name), timeout)
 	// A job may already be waiting for this new ability.
 	if c.sleeping && !c.noopSent && s.hasWork(c) {
-		c.noopSent = true
-		s.metrics.noops.Inc()
-		s.send(c, noopPacket)
+		s.wake(c)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"crypto/sha256"
 	"strconv"
+	"time"
 
 	"github.com/gearbridge/gearbridge/protocol"
 )
@@ -50,17 +51,59 @@ func (s *Server) enqueue(j *job) {
 // wakeOne sends one NOOP to a sleeping worker of f that has none pending.
 // One job wakes at most one worker, so hundreds of idle workers do not all
 // stampede for every job; workers that are awake will GRAB on their own.
-func (s *Server) wakeOne(f *function) {
+func (s *Server) wakeOne(f *function) bool {
 	n := len(f.workers)
 	for i := 0; i < n; i++ {
 		k := (f.wakeNext + i) % n
 		w := f.workers[k]
 		if w.sleeping && !w.noopSent {
-			w.noopSent = true
 			f.wakeNext = (k + 1) % n
-			s.metrics.noops.Inc()
-			s.send(w, noopPacket)
-			return
+			s.wake(w)
+			return true
+		}
+	}
+	return false
+}
+
+// wake sends w its one NOOP for this sleep.
+func (s *Server) wake(w *session) {
+	w.noopSent = true
+	w.wokeAt = s.cfg.Now()
+	s.metrics.noops.Inc()
+	s.send(w, noopPacket)
+	if s.rewakeTimer == nil {
+		s.rewakeTimer = timeAfterFunc(wakeGrace, s.rewake)
+	}
+}
+
+// wakeGrace is how long a woken worker may take to GRAB before the server
+// stops counting on it. A worker can have reasons not to grab (the Jenkins
+// bridge holds back while its node has no free executor); the job must not
+// wait for it while other workers sleep.
+const wakeGrace = 500 * time.Millisecond
+
+// rewake wakes more sleepers for functions whose queued jobs outnumber the
+// workers woken within the grace period.
+func (s *Server) rewake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rewakeTimer = nil
+	now := s.cfg.Now()
+	for _, f := range s.functions {
+		ready := f.queues[0].n + f.queues[1].n + f.queues[2].n
+		if ready == 0 {
+			continue
+		}
+		fresh := 0
+		for _, w := range f.workers {
+			if w.noopSent && now.Sub(w.wokeAt) < wakeGrace {
+				fresh++
+			}
+		}
+		for ; fresh < ready; fresh++ {
+			if !s.wakeOne(f) {
+				break
+			}
 		}
 	}
 }

@@ -75,12 +75,15 @@ type Server struct {
 	sessions  map[uint64]*session
 	delayed   delayedHeap
 	timer     *time.Timer // fires when the earliest delayed job is due
-	lastID    uint64
-	queueSeq  uint64
-	current   *session // the session whose reader holds mu, if any
-	listeners []net.Listener
-	closing   bool
-	connWG    sync.WaitGroup
+	// rewakeTimer checks, one grace period after a NOOP, that woken
+	// workers did grab.
+	rewakeTimer *time.Timer
+	lastID      uint64
+	queueSeq    uint64
+	current     *session // the session whose reader holds mu, if any
+	listeners   []net.Listener
+	closing     bool
+	connWG      sync.WaitGroup
 }
 
 // New creates a server and restores the store's jobs into its queues.
@@ -276,6 +279,9 @@ func (s *Server) Close() error {
 	}
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+	if s.rewakeTimer != nil {
+		s.rewakeTimer.Stop()
 	}
 	s.mu.Unlock()
 	s.connWG.Wait()

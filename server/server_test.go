@@ -397,3 +397,40 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestWokenWorkerThatDoesNotGrabIsNotWaitedFor(t *testing.T) {
+	var rewake func()
+	timeAfterFunc = func(d time.Duration, f func()) *time.Timer {
+		rewake = f
+		return time.NewTimer(time.Hour)
+	}
+	t.Cleanup(func() { timeAfterFunc = time.AfterFunc })
+	now := time.Unix(1_000_000, 0)
+	s, addr := startServer(t, Config{Now: func() time.Time { return now }})
+
+	reluctant, willing := worker(t, addr, "f"), worker(t, addr, "f")
+	for _, w := range []*client{reluctant, willing} {
+		w.send(protocol.PreSleep)
+		w.expectNothing()
+	}
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJobBg, "f", "", "")
+	reluctant.recv(protocol.Noop) // the first registered sleeper is woken first
+	willing.expectNothing()
+
+	// Within the grace period nothing more happens...
+	rewake()
+	willing.expectNothing()
+	// ...after it, the next sleeper is woken, once.
+	s.mu.Lock()
+	now = now.Add(wakeGrace)
+	s.mu.Unlock()
+	rewake()
+	willing.recv(protocol.Noop)
+	if got := willing.grab(); got[0] != h {
+		t.Fatalf("got %q", got)
+	}
+	rewake()
+	reluctant.expectNothing()
+	willing.expectNothing()
+}

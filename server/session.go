@@ -25,6 +25,7 @@ type session struct {
 	abilityLog []*function // registration order, newest last
 	sleeping   bool
 	noopSent   bool
+	wokeAt     time.Time // when the pending NOOP was sent
 	exceptions bool
 	running    map[*job]struct{}
 	attached   map[*job]struct{} // jobs this session listens to
