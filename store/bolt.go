@@ -80,7 +80,7 @@ type DB struct {
 	spare   []op
 	closing bool
 
-	exited    chan struct{} // closed when the writer goroutine returns
+	exited    chan struct{} // closed when the writer and its notifier are done
 	closeOnce sync.Once
 	closeErr  error
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gearbridge/gearbridge"
 )
@@ -125,6 +126,33 @@ func TestDB_Add_DoneFIFO(t *testing.T) {
 	got, _ := restoreAll(t, s)
 	if len(got) != perConn*conns {
 		t.Errorf("restored %d jobs, want %d", len(got), perConn*conns)
+	}
+}
+
+func TestDB_Add_DoneMayCallTheStore(t *testing.T) {
+	s := mustOpen(t, tempPath(t), testOptions)
+	nested := make(chan error, 1)
+	if err := addWait(s, testJob(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Add(testJob(2), func(err error) {
+		// done runs with no store lock held: calling back in must not block.
+		_ = s.Stats()
+		s.SetAttempts(2, 1)
+		s.Remove(1)
+		s.Add(testJob(3), func(err error) { nested <- err })
+	})
+	select {
+	case err := <-nested:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Add from inside done did not complete")
+	}
+	got, _ := restoreAll(t, reopen(t, s))
+	if len(got) != 2 || got[0].ID != 2 || got[0].Attempts != 1 || got[1].ID != 3 {
+		t.Errorf("restored %+v", got)
 	}
 }
 

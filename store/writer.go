@@ -16,8 +16,8 @@ import (
 // the pending list and wake the writer goroutine; they never wait for the
 // disk (SetBuildRef waits for its own op). The writer takes everything
 // pending, applies it in order in one bbolt transaction, commits (two
-// fdatasyncs), and only then calls the done callbacks, in the order the ops
-// were queued, holding no lock. While it commits, new ops accumulate and go
+// fdatasyncs), and only then are the done callbacks called, in the order the
+// ops were queued, holding no lock, by a notifier goroutine. While it commits, new ops accumulate and go
 // into the next transaction: N concurrent submitters share one commit, and a
 // lone submitter waits for one commit only, with no timer.
 
@@ -46,7 +46,8 @@ type op struct {
 
 // Add queues job for the next commit and calls done once it is on disk (or
 // with the error that kept it off the disk). done is called from the writer
-// goroutine, never with a store lock held, and in the order of the Add calls.
+// goroutine's notifier, never with a store lock held, and in the order of
+// the Add calls.
 func (s *DB) Add(job *gearbridge.Job, done func(error)) {
 	o := op{kind: opAdd, id: job.ID, done: done}
 	switch {
@@ -102,9 +103,12 @@ func (s *DB) enqueue(o op) bool {
 	return true
 }
 
-// run is the writer goroutine.
+// run is the writer goroutine. A second goroutine calls the done callbacks
+// of each committed batch, in order, while the writer commits the next one.
 func (s *DB) run() {
-	defer close(s.exited)
+	notify := make(chan []op, 2)
+	go s.notifier(notify)
+	defer close(notify)
 	debug.SetPanicOnFault(true)
 	for {
 		s.mu.Lock()
@@ -117,7 +121,7 @@ func (s *DB) run() {
 		}
 		var batch []op
 		if len(s.pending) <= s.maxBatch {
-			batch, s.pending = s.pending, s.spare[:0]
+			batch, s.pending, s.spare = s.pending, s.spare[:0], nil
 		} else {
 			batch = append([]op(nil), s.pending[:s.maxBatch]...)
 			s.pending = append(s.pending[:0], s.pending[s.maxBatch:]...)
@@ -125,36 +129,49 @@ func (s *DB) run() {
 		closing := s.closing
 		s.mu.Unlock()
 
-		s.commit(batch, closing)
+		backoff := s.commit(batch, closing)
+		notify <- batch
+		if backoff {
+			time.Sleep(s.retryDelay)
+		}
+	}
+}
 
+// notifier reports each batch's outcome to its done callbacks, in order,
+// holding no lock, and then recycles the batch's memory.
+func (s *DB) notifier(batches <-chan []op) {
+	defer close(s.exited)
+	for batch := range batches {
+		for i := range batch {
+			if batch[i].done != nil {
+				batch[i].done(batch[i].err)
+			}
+		}
 		clear(batch)
 		s.mu.Lock()
-		s.spare = batch[:0]
+		if s.spare == nil {
+			s.spare = batch[:0]
+		}
 		s.mu.Unlock()
 	}
 }
 
-// commit applies batch in one transaction and reports the outcome to every
-// op's done, in order.
-func (s *DB) commit(batch []op, closing bool) {
+// commit applies batch in one transaction and records the outcome in each
+// op's err. It reports whether the writer should back off before the next.
+func (s *DB) commit(batch []op, closing bool) (backoff bool) {
 	maxID, err := s.update(batch)
 	if err == nil {
 		s.committed(batch, maxID)
-	} else {
-		s.stats.failedCommits.Add(1)
-		s.log.Error("commit failed", "ops", len(batch), "err", err)
-		for i := range batch {
-			if !batch[i].kind.lazy() && batch[i].kind != opFail {
-				batch[i].err = fmt.Errorf("commit to %s: %w", s.path, err)
-			}
-		}
-		s.retryLazy(batch, closing)
+		return false
 	}
+	s.stats.failedCommits.Add(1)
+	s.log.Error("commit failed", "ops", len(batch), "err", err)
 	for i := range batch {
-		if batch[i].done != nil {
-			batch[i].done(batch[i].err)
+		if !batch[i].kind.lazy() && batch[i].kind != opFail {
+			batch[i].err = fmt.Errorf("commit to %s: %w", s.path, err)
 		}
 	}
+	return s.retryLazy(batch, closing)
 }
 
 // committed updates the counters after a successful commit.
@@ -185,7 +202,7 @@ func (s *DB) committed(batch []op, maxID uint64) {
 // that fails too they go back to the head of the queue and the writer backs
 // off, unless the store is closing (then they are dropped: at worst a
 // finished job runs again after a restart).
-func (s *DB) retryLazy(batch []op, closing bool) {
+func (s *DB) retryLazy(batch []op, closing bool) (backoff bool) {
 	var lazy []op
 	for _, o := range batch {
 		if o.kind.lazy() {
@@ -193,23 +210,23 @@ func (s *DB) retryLazy(batch []op, closing bool) {
 		}
 	}
 	if len(lazy) == 0 {
-		return
+		return false
 	}
 	if len(lazy) < len(batch) {
 		if maxID, err := s.update(lazy); err == nil {
 			s.committed(lazy, maxID)
-			return
+			return false
 		}
 	}
 	if closing {
 		s.log.Warn("dropping removes and attempt counts after a failed commit", "ops", len(lazy))
-		return
+		return false
 	}
 	s.mu.Lock()
 	s.pending = append(lazy, s.pending...)
 	s.mu.Unlock()
 	s.retryDelay = min(max(2*s.retryDelay, 10*time.Millisecond), time.Second)
-	time.Sleep(s.retryDelay)
+	return true
 }
 
 // update runs one write transaction over batch and returns the highest job
