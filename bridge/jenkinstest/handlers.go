@@ -34,6 +34,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		entry.Status = rec.status
 		e.logRequest(entry)
+		e.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+			"user", entry.User, "status", entry.Status, "fault", entry.Fault)
 	}()
 	e.mu.Lock()
 	f, faulty := e.faultFor(r.Method + " " + r.URL.Path)

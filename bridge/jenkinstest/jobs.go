@@ -168,6 +168,11 @@ func (e *Emulator) AddJob(spec JobSpec) error {
 		if ps.Type == "" {
 			ps.Type = StringParam
 		}
+		switch ps.Type {
+		case StringParam, TextParam, BooleanParam, ChoiceParam, NodeParam, LabelParam:
+		default:
+			return fmt.Errorf("jenkinstest: parameter %q: unknown type %q", ps.Name, ps.Type)
+		}
 		if ps.Type == ChoiceParam && len(ps.Choices) == 0 {
 			return fmt.Errorf("jenkinstest: choice parameter %q without choices", ps.Name)
 		}

@@ -119,6 +119,9 @@ func (e *Emulator) AddNode(spec NodeSpec) error {
 	if spec.Mode == "" {
 		spec.Mode = Normal
 	}
+	if spec.Mode != Normal && spec.Mode != Exclusive {
+		return fmt.Errorf("jenkinstest: node %q: mode %q is neither NORMAL nor EXCLUSIVE", spec.Name, spec.Mode)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n, ok := e.nodes[spec.Name]
