@@ -62,9 +62,14 @@ func Dial(t testing.TB, addr string) *Conn {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
-	c := &Conn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
+	c := wrapConn(t, nc)
 	t.Cleanup(func() { nc.Close() })
 	return c
+}
+
+// wrapConn makes a Conn of an open connection.
+func wrapConn(t testing.TB, nc net.Conn) *Conn {
+	return &Conn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
 }
 
 // Close closes the connection.
