@@ -119,10 +119,12 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	var lastID uint64
-	err = bdb.View(func(tx *bolt.Tx) error {
-		var err error
-		lastID, err = checkFormat(tx)
-		return err
+	err = safely(func() error {
+		return bdb.View(func(tx *bolt.Tx) error {
+			var err error
+			lastID, err = checkFormat(tx)
+			return err
+		})
 	})
 	if err != nil {
 		bdb.Close()
@@ -168,6 +170,19 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	return nil, fmt.Errorf("open store %s: %w", path, err)
 }
 
+// safely runs fn, turning a panic or memory fault inside bbolt (a damaged
+// file) into an ErrCorrupt error. A panic from a caller's callback inside fn
+// is reported the same way.
+func safely(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	return fn()
+}
+
 // Path returns the file the store was opened from.
 func (s *DB) Path() string { return s.path }
 
@@ -175,20 +190,16 @@ func (s *DB) Path() string { return s.path }
 // highest job ID ever issued. fn runs inside a read transaction: it may call
 // Add, SetAttempts and Remove, but must not wait for an Add's done.
 func (s *DB) Restore(fn func(*gearbridge.Job) error) (lastID uint64, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("restore %s: %w: %v", s.path, ErrCorrupt, r)
-		}
-	}()
-	err = s.bolt.View(func(tx *bolt.Tx) error {
-		var err error
-		if lastID, err = checkFormat(tx); err != nil {
-			return err
-		}
-		return forEachJob(tx, func(j *gearbridge.Job) error {
-			lastID = max(lastID, j.ID)
-			return fn(j)
+	err = safely(func() error {
+		return s.bolt.View(func(tx *bolt.Tx) error {
+			var err error
+			if lastID, err = checkFormat(tx); err != nil {
+				return err
+			}
+			return forEachJob(tx, func(j *gearbridge.Job) error {
+				lastID = max(lastID, j.ID)
+				return fn(j)
+			})
 		})
 	})
 	if err != nil {
@@ -218,11 +229,13 @@ func forEachJob(tx *bolt.Tx, fn func(*gearbridge.Job) error) error {
 // BuildRef returns what SetBuildRef recorded for handle.
 func (s *DB) BuildRef(handle string) ([]byte, bool, error) {
 	var ref []byte
-	err := s.bolt.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketBuildRefs).Get([]byte(handle)); v != nil {
-			ref = append([]byte{}, v...)
-		}
-		return nil
+	err := safely(func() error {
+		return s.bolt.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bucketBuildRefs).Get([]byte(handle)); v != nil {
+				ref = append([]byte{}, v...)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("read build ref of %s: %w", handle, err)
@@ -235,9 +248,11 @@ func (s *DB) BuildRef(handle string) ([]byte, bool, error) {
 // must grow the memory map meanwhile (past Options.InitialMmapSize), that
 // commit waits for the backup to finish.
 func (s *DB) Backup(w io.Writer) (n int64, err error) {
-	err = s.bolt.View(func(tx *bolt.Tx) error {
-		n, err = tx.WriteTo(w)
-		return err
+	err = safely(func() error {
+		return s.bolt.View(func(tx *bolt.Tx) error {
+			n, err = tx.WriteTo(w)
+			return err
+		})
 	})
 	if err != nil {
 		return n, fmt.Errorf("backup %s: %w", s.path, err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -44,28 +43,30 @@ func Check(path string) (info Info, err error) {
 	}
 	defer db.Close()
 
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("check store %s: %w: %v", path, ErrCorrupt, r)
-		}
-	}()
-	err = db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			if len(errs) < maxCheckErrors {
-				errs = append(errs, err)
+	err = safely(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			// Our own walk first: it runs on this goroutine, where a fault
+			// on a damaged page becomes an error. bbolt's check runs on a
+			// goroutine of its own, where it would crash the process.
+			var err error
+			if info.LastID, err = checkFormat(tx); err != nil {
+				return err
 			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w: bbolt consistency check: %w", ErrCorrupt, errors.Join(errs...))
-		}
-		var err error
-		if info.LastID, err = checkFormat(tx); err != nil {
-			return err
-		}
-		info.FormatVersion = FormatVersion
-		return checkRecords(tx, &info)
+			info.FormatVersion = FormatVersion
+			if err := checkRecords(tx, &info); err != nil {
+				return err
+			}
+			var errs []error
+			for err := range tx.Check() {
+				if len(errs) < maxCheckErrors {
+					errs = append(errs, err)
+				}
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("%w: bbolt consistency check: %w", ErrCorrupt, errors.Join(errs...))
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return info, fmt.Errorf("check store %s: %w", path, err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -295,4 +297,56 @@ func TestDB_DiskFull_RemovesRetried(t *testing.T) {
 	if got, _ := restoreAll(t, s); len(got) != 0 {
 		t.Errorf("%d jobs left after removing all", len(got))
 	}
+}
+
+// TestOpen_RandomDamage flips bytes in random pages of a store: opening,
+// checking, restoring and writing must report errors, never crash.
+func TestOpen_RandomDamage(t *testing.T) {
+	_, good := mustStoreFile(t, 1000)
+	pageSize := int(binary.NativeEndian.Uint32(good[pageHeaderSize+8:]))
+	seed, _ := strconv.ParseUint(os.Getenv("STORE_DAMAGE_SEED"), 10, 64) // to explore more
+	rng := rand.New(rand.NewPCG(seed, 2))
+	iterations := 60
+	if testing.Short() {
+		iterations = 10
+	}
+	var refused, checkFailed, restoreFailed int
+	for i := range iterations {
+		data := bytes.Clone(good)
+		for range 1 + rng.IntN(4) {
+			page := rng.IntN(len(data) / pageSize)
+			off := page*pageSize + rng.IntN(pageSize)
+			n := 1 + rng.IntN(64)
+			for k := off; k < min(off+n, len(data)); k++ {
+				data[k] = byte(rng.Uint32())
+			}
+		}
+		path := tempPath(t)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, checkErr := Check(path)
+		if checkErr != nil {
+			checkFailed++
+		}
+		s, err := Open(path, testOptions)
+		if err != nil {
+			refused++
+			continue
+		}
+		_, restoreErr := s.Restore(func(*gearbridge.Job) error { return nil })
+		if restoreErr != nil {
+			restoreFailed++
+		}
+		if checkErr == nil && restoreErr != nil {
+			t.Errorf("iteration %d: Check passed but Restore failed: %v", i, restoreErr)
+		}
+		_ = addWait(s, testJob(5000)) // may fail; must not crash
+		s.Remove(3)
+		if err := s.Close(); err != nil {
+			t.Logf("iteration %d: Close: %v", i, err)
+		}
+	}
+	t.Logf("%d damaged files: %d refused by Open, %d by Check, %d by Restore",
+		iterations, refused, checkFailed, restoreFailed)
 }
