@@ -39,11 +39,17 @@ func (m *Memory) Remove(id uint64) {
 	}
 }
 
-// SetBuildRef remembers ref for handle until the job is removed.
+// SetBuildRef remembers ref for handle until the job is removed; an empty
+// ref forgets it.
 func (m *Memory) SetBuildRef(handle string, ref []byte) error {
 	id, ok := handleID(handle)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(ref) == 0 {
+		delete(m.buildRefs, handle)
+		delete(m.handles, id)
+		return nil
+	}
 	m.buildRefs[handle] = append([]byte(nil), ref...)
 	if ok {
 		m.handles[id] = handle

@@ -75,8 +75,9 @@ func (s *DB) Remove(id uint64) {
 }
 
 // SetBuildRef durably records ref for the stored job with this handle and
-// returns once it is on disk. It fails with ErrUnknownJob if no such job is
-// stored (so that no reference outlives its job). It must not be called from
+// returns once it is on disk; an empty ref deletes the record. It fails with
+// ErrUnknownJob if no such job is stored (so that no reference outlives its
+// job). It must not be called from
 // an Add's done callback.
 func (s *DB) SetBuildRef(handle string, ref []byte) error {
 	ch := make(chan error, 1)
@@ -286,6 +287,11 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 				return 0, fmt.Errorf("remove job %d: %w", o.id, err)
 			}
 		case opBuildRef:
+			if len(o.val) == 0 {
+				// An empty ref deletes: the bridge forgets a finished build.
+				o.err = refs.Delete([]byte(o.handle))
+				continue
+			}
 			id, ok := handleID(o.handle)
 			var h string
 			if ok {

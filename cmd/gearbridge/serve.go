@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/bridge"
 	"github.com/gearbridge/gearbridge/server"
 	"github.com/gearbridge/gearbridge/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,7 @@ type serveFlags struct {
 	pidFile           string
 	handlePrefix      string
 	exceptions        bool
+	config            string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -66,6 +68,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL ALERT CRITICAL ERROR WARNING NOTICE INFO DEBUG")
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
+	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
 	var ignoredInt int
 	var ignoredString string
 	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
@@ -134,6 +137,12 @@ func runServe(args []string) error {
 		return err
 	}
 	defer logCloser.Close()
+	var bridgeCfg *bridge.Config
+	if f.config != "" {
+		if bridgeCfg, err = bridge.LoadConfig(f.config); err != nil {
+			return err
+		}
+	}
 	slog.SetDefault(log)
 	raiseFileLimit(log)
 
@@ -205,6 +214,29 @@ func runServe(args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
+	bridgeCtx, stopBridge := context.WithCancel(context.Background())
+	bridgeDone := make(chan struct{})
+	if bridgeCfg != nil && len(bridgeCfg.Masters) > 0 {
+		b := bridge.New(bridgeCfg, bridge.Options{
+			Embedded: loopbackAddr(ln.Addr()),
+			Refs:     st,
+			Logger:   log,
+			Registry: srv.Registry(),
+		})
+		go func() {
+			defer close(bridgeDone)
+			b.Run(bridgeCtx)
+		}()
+	} else {
+		close(bridgeDone)
+	}
+	// The bridge stops first: its builds go on in Jenkins, and the store
+	// keeps their references for the next start.
+	defer func() {
+		stopBridge()
+		<-bridgeDone
+	}()
+
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(signals)
@@ -224,6 +256,8 @@ func runServe(args []string) error {
 		httpSrv.Shutdown(ctx)
 		cancel()
 	}
+	stopBridge()
+	<-bridgeDone
 	if graceful {
 		// Let running jobs finish; a second signal cuts it short.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -241,6 +275,20 @@ func runServe(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loopbackAddr is how the bridge reaches the embedded server: by loopback
+// when it listens on every interface.
+func loopbackAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1" // a dual-stack wildcard listener accepts it too
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }
 
 func dbName(f *serveFlags) string {

@@ -1,0 +1,86 @@
+// Package bridge runs Gearman workers for the executors of Jenkins
+// masters, so that any executor on any master takes the next build from
+// one shared Gearman queue. It talks to the job server over TCP like any
+// worker (so it works against C gearmand too) and to Jenkins over REST.
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BuildRefs records which Jenkins build each job handle started, durably,
+// so that a restarted bridge re-attaches instead of building twice. A nil
+// or empty ref deletes the record. gearbridge.Store implements it.
+type BuildRefs interface {
+	SetBuildRef(handle string, ref []byte) error
+	BuildRef(handle string) (ref []byte, ok bool, err error)
+}
+
+// Options are what the bridge needs besides its configuration.
+type Options struct {
+	// Embedded is the address of the job server in this process, used
+	// when the configuration names no servers.
+	Embedded string
+	// Refs keeps build references; nil means no re-attach after restarts.
+	Refs   BuildRefs
+	Logger *slog.Logger
+	// Registry receives the bridge's metrics; nil means none.
+	Registry prometheus.Registerer
+}
+
+// Bridge is the set of masters and their workers.
+type Bridge struct {
+	servers  []string
+	embedded string
+	refs     BuildRefs
+	log      *slog.Logger
+	metrics  *metrics
+	masters  map[string]*master
+	order    []*master
+}
+
+// New prepares a bridge; Run starts it.
+func New(cfg *Config, opts Options) *Bridge {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Bridge{
+		servers:  cfg.Gearman.Servers,
+		embedded: opts.Embedded,
+		refs:     opts.Refs,
+		log:      opts.Logger.With("component", "bridge"),
+		metrics:  newMetrics(opts.Registry),
+		masters:  map[string]*master{},
+	}
+	if len(b.servers) == 0 {
+		b.servers = []string{opts.Embedded}
+	}
+	for _, mc := range cfg.Masters {
+		m := newMaster(b, mc)
+		b.masters[mc.Name] = m
+		b.order = append(b.order, m)
+	}
+	b.metrics.watch(b)
+	return b
+}
+
+func (b *Bridge) master(name string) *master { return b.masters[name] }
+
+// Run runs every master until ctx ends; builds that are running go on in
+// Jenkins, and their references stay in the store for the next start.
+func (b *Bridge) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, m := range b.order {
+		b.log.Info("bridging Jenkins master", "master", m.cfg.Name, "url", m.cfg.URL, "servers", b.servers, "poll_interval", m.pollInterval())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.run(ctx)
+		}()
+	}
+	wg.Wait()
+}

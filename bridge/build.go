@@ -1,0 +1,388 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// buildData is the JSON of WORK_DATA and WORK_COMPLETE, as the plugin
+// sends it and Zuul reads it. result is only in the final packet.
+type buildData struct {
+	Name       string   `json:"name"`
+	Number     int      `json:"number"`
+	Manager    string   `json:"manager"`
+	Worker     string   `json:"worker"`
+	URL        string   `json:"url"`
+	NodeName   string   `json:"node_name"`
+	NodeLabels []string `json:"node_labels"`
+	Result     string   `json:"result,omitempty"`
+}
+
+// buildRef is what the store keeps per job handle, so that a restarted
+// gearbridge follows the build it started instead of starting another.
+type buildRef struct {
+	Master  string `json:"master"`
+	Project string `json:"project"` // full name
+	QueueID int64  `json:"queue_id"`
+	Number  int    `json:"number,omitempty"`
+	URL     string `json:"url,omitempty"`
+}
+
+// buildJSON is a build as the bridge reads it.
+type buildJSON struct {
+	Number            int     `json:"number"`
+	URL               string  `json:"url"`
+	Building          bool    `json:"building"`
+	Result            *string `json:"result"`
+	EstimatedDuration int64   `json:"estimatedDuration"`
+	Timestamp         int64   `json:"timestamp"`
+	BuiltOn           string  `json:"builtOn"`
+}
+
+const buildTree = "number,url,building,result,estimatedDuration,timestamp,builtOn"
+
+// jobFailure is a reason a build could not start or finish. The job ends
+// with one WORK_EXCEPTION carrying the reason and no result, so that Zuul
+// runs it again.
+type jobFailure struct{ reason string }
+
+func (f *jobFailure) Error() string { return f.reason }
+
+func failf(format string, args ...any) error { return &jobFailure{fmt.Sprintf(format, args...)} }
+
+// runJob runs one build:* job to its end. It returns an error only when
+// the job server connection is lost.
+func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, registered []string) error {
+	if !slices.Contains(registered, job.function) {
+		// A job for a function we just dropped (the plugin's JENKINS-28891).
+		w.gate.release()
+		return conn.sendString(protocol.WorkFail, job.handle)
+	}
+	r := &buildRun{w: w, conn: conn, job: job, m: w.m, refKey: w.m.refKey(w.server, job.handle)}
+	r.claim, r.claimGate = w.gate.startBuild(false), w.gate
+	defer func() { r.claimGate.finished(r.claim) }()
+	err := r.run(ctx)
+	var fail *jobFailure
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &fail):
+		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", fail.reason)
+		w.m.metrics.failures.Inc()
+		w.m.forgetRef(r.refKey)
+		return conn.sendString(protocol.WorkException, job.handle, fail.reason)
+	case ctx.Err() != nil:
+		// Shutting down: the build goes on in Jenkins and the store keeps
+		// its reference, so the next start re-attaches to it.
+		return ctx.Err()
+	default:
+		return err // the job server is gone; the job will be handed out again
+	}
+}
+
+// buildRun follows one job through Jenkins.
+type buildRun struct {
+	w      *worker
+	conn   *gearConn
+	job    *assignment
+	m      *master // the master the build runs on (on re-attach, maybe not w's)
+	refKey string
+	proj   *project
+	ref    buildRef
+	params map[string]string
+	hold   bool // OFFLINE_NODE_WHEN_COMPLETE
+
+	claim     *claim
+	claimGate *gate
+	outage    bool // Jenkins was unreachable while we followed the build
+}
+
+func (r *buildRun) run(ctx context.Context) error {
+	if ref, ok := r.m.loadRef(r.refKey); ok {
+		if m := r.m.bridge.master(ref.Master); m != nil {
+			r.m, r.ref = m, ref
+			r.w.log.Info("re-attaching to the build this job started before a restart", "handle", r.job.handle, "master", ref.Master, "project", ref.Project, "queue_item", ref.QueueID, "build", ref.URL)
+		}
+	}
+	if r.ref.QueueID == 0 {
+		if err := r.trigger(ctx); err != nil {
+			return err
+		}
+	} else {
+		r.proj = r.m.projectByFullName(r.ref.Project)
+		if r.proj == nil {
+			r.proj = &project{name: lastSegment(r.ref.Project), fullName: r.ref.Project, path: jobPath(r.ref.Project)}
+		}
+	}
+	if r.ref.Number == 0 {
+		if err := r.awaitStart(ctx); err != nil {
+			return err
+		}
+	}
+	return r.follow(ctx)
+}
+
+func lastSegment(fullName string) string {
+	return fullName[strings.LastIndexByte(fullName, '/')+1:]
+}
+
+// trigger asks Jenkins for the build and records the queue item.
+func (r *buildRun) trigger(ctx context.Context) error {
+	name := strings.TrimPrefix(r.job.function, "build:")
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		name = name[:i] // build:<project>:<label>
+	}
+	r.proj = r.m.projectByName(name)
+	if r.proj == nil {
+		return failf("project %s is not known on Jenkins master %s", name, r.m.cfg.Name)
+	}
+	params, err := parseParameters(r.job.payload)
+	if err != nil {
+		return err
+	}
+	r.params = params
+	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
+	case "1", "true", "True", "TRUE":
+		r.hold = true
+		r.claimGate.holdNode(r.claim)
+	}
+
+	form := url.Values{}
+	action := "build"
+	if r.proj.params != nil {
+		action = "buildWithParameters"
+		for _, p := range r.proj.params {
+			if v, ok := params[p]; ok {
+				form.Set(p, v)
+			}
+		}
+		if np := r.m.cfg.NodeParameter; np != "" && r.proj.hasParam(np) {
+			form.Set(np, r.m.pinName(r.w.node))
+		}
+	}
+	query := url.Values{"delay": {"0sec"}}
+	var resp *http.Response
+	bo := backoff{max: 2 * time.Second}
+	for attempt := 0; ; attempt++ {
+		resp, err = r.m.jc.post(ctx, r.proj.path+action, query, form)
+		// Only retry what Jenkins refused outright with a 5xx: after a lost
+		// connection we cannot know whether the build was queued.
+		if err == nil || statusOf(err) < 500 || attempt == 3 {
+			break
+		}
+		if sleepCtx(ctx, bo.next()) != nil {
+			return ctx.Err()
+		}
+	}
+	r.m.metrics.triggers.Inc()
+	if err != nil {
+		if statusOf(err) == http.StatusConflict {
+			return failf("project %s is not buildable (disabled?)", r.proj.fullName)
+		}
+		return failf("could not trigger %s on %s: %v", r.proj.fullName, r.m.cfg.Name, err)
+	}
+	id, err := queueItemID(resp.Header.Get("Location"))
+	if err != nil {
+		return failf("triggered %s but %v", r.proj.fullName, err)
+	}
+	if resp.StatusCode == http.StatusSeeOther {
+		r.w.log.Warn("Jenkins merged this build into an identical queued one; both jobs will report the same build", "project", r.proj.fullName, "queue_item", id)
+	}
+	r.ref = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id}
+	r.m.saveRef(r.refKey, r.ref)
+	return nil
+}
+
+// parseParameters reads the job payload: a JSON object whose values become
+// build parameters. Numbers and booleans are taken as their text; nested
+// values are refused, as the plugin refused them.
+func parseParameters(payload []byte) (map[string]string, error) {
+	params := map[string]string{}
+	if len(strings.TrimSpace(string(payload))) == 0 {
+		return params, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return nil, failf("job arguments are not a JSON object: %v", err)
+	}
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			params[k] = s
+			continue
+		}
+		var scalar any
+		if err := json.Unmarshal(v, &scalar); err != nil {
+			return nil, failf("parameter %s: %v", k, err)
+		}
+		switch x := scalar.(type) {
+		case nil:
+			params[k] = ""
+		case float64, bool:
+			params[k] = strings.TrimSpace(string(v))
+			_ = x
+		default:
+			return nil, failf("parameter %s is not a string, number or boolean", k)
+		}
+	}
+	return params, nil
+}
+
+// queueItemJSON is a Jenkins queue item; cancelled and executable only
+// exist once it has left the queue.
+type queueItemJSON struct {
+	Why        string `json:"why"`
+	Cancelled  bool   `json:"cancelled"`
+	Executable *struct {
+		Number int    `json:"number"`
+		URL    string `json:"url"`
+	} `json:"executable"`
+}
+
+// awaitStart follows the queue item until Jenkins starts the build.
+func (r *buildRun) awaitStart(ctx context.Context) error {
+	path := "queue/item/" + strconv.FormatInt(r.ref.QueueID, 10) + "/"
+	p := newPacer(r.m.pollInterval())
+	for {
+		var item queueItemJSON
+		err := r.m.jc.getJSON(ctx, path, "why,cancelled,executable[number,url]", &item)
+		switch {
+		case err == nil && item.Executable != nil:
+			r.ref.Number, r.ref.URL = item.Executable.Number, item.Executable.URL
+			r.m.saveRef(r.refKey, r.ref)
+			return nil
+		case err == nil && item.Cancelled:
+			return failf("the Jenkins queue item %d for %s was cancelled", r.ref.QueueID, r.ref.Project)
+		case isNotFound(err):
+			return failf("the Jenkins queue item %d for %s is gone (Jenkins restarted?)", r.ref.QueueID, r.ref.Project)
+		case err != nil && !isTransient(err):
+			return failf("following queue item %d: %v", r.ref.QueueID, err)
+		case err != nil:
+			r.outage = true
+		}
+		if sleepCtx(ctx, p.next()) != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// follow reports the started build and waits for its result.
+func (r *buildRun) follow(ctx context.Context) error {
+	path := r.proj.path + strconv.Itoa(r.ref.Number) + "/"
+	data := buildData{Name: r.proj.name, Number: r.ref.Number, Manager: r.m.cfg.Name, Worker: r.w.id, URL: r.ref.URL}
+	p := newPacer(r.m.pollInterval())
+	r.m.track(r.proj, r.ref.Number, r.ref.URL)
+	defer r.m.untrack(r.ref.URL)
+	reported := false
+	for {
+		var b buildJSON
+		err := r.m.jc.getJSON(ctx, path, buildTree, &b)
+		switch {
+		case isNotFound(err):
+			return failf("build %s #%d is gone (project deleted?)", r.proj.fullName, r.ref.Number)
+		case err != nil && !isTransient(err):
+			return failf("following build %s #%d: %v", r.proj.fullName, r.ref.Number, err)
+		case err != nil:
+			r.outage = true
+		default:
+			if !reported {
+				if b.URL != "" {
+					data.URL = b.URL
+				}
+				node := r.m.node(b.BuiltOn)
+				data.NodeName = b.BuiltOn
+				data.NodeLabels = []string{}
+				if node != nil {
+					data.NodeLabels = node.labelList()
+				}
+				r.moveClaim(b.BuiltOn, data.URL)
+				if err := r.sendJSON(protocol.WorkData, data); err != nil {
+					return err
+				}
+				reported = true
+			}
+			if err := r.sendStatus(b); err != nil {
+				return err
+			}
+			if !b.Building && b.Result != nil {
+				return r.complete(ctx, data, *b.Result, b.BuiltOn)
+			}
+		}
+		if sleepCtx(ctx, p.next()) != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// moveClaim makes the gate of the node the build runs on count it.
+func (r *buildRun) moveClaim(builtOn, buildURL string) {
+	g := r.m.gateFor(builtOn)
+	if g != nil && g != r.claimGate {
+		r.claimGate.drop(r.claim)
+		g.adopt(r.claim)
+		r.claimGate = g
+	}
+	r.claimGate.started(r.claim, buildURL)
+}
+
+func (r *buildRun) sendStatus(b buildJSON) error {
+	elapsed := int64(0)
+	if b.Timestamp > 0 {
+		elapsed = max(0, time.Now().UnixMilli()-b.Timestamp)
+	}
+	return r.conn.sendString(protocol.WorkStatus, r.job.handle,
+		strconv.FormatInt(elapsed, 10), strconv.FormatInt(b.EstimatedDuration, 10))
+}
+
+func (r *buildRun) sendJSON(typ protocol.Type, data buildData) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	return r.conn.send(typ, []byte(r.job.handle), b)
+}
+
+// complete ends the job with the build's result.
+func (r *buildRun) complete(ctx context.Context, data buildData, result, builtOn string) error {
+	if result == "ABORTED" && r.outage && !r.m.stoppedByUs(data.URL) {
+		// Aborted while Jenkins was away: a restart, not a user's choice.
+		return failf("build %s was aborted while Jenkins was unreachable (restart?)", data.URL)
+	}
+	if r.hold {
+		if err := r.m.takeOffline(ctx, builtOn); err != nil {
+			r.w.log.Error("could not take the node offline after its build (OFFLINE_NODE_WHEN_COMPLETE)", "node", builtOn, "err", err)
+		} else {
+			// Closed until a poll shows the node offline: no job may slip in.
+			r.claimGate.block()
+		}
+	}
+	data.Result = result
+	if err := r.sendJSON(protocol.WorkComplete, data); err != nil {
+		return err
+	}
+	r.m.metrics.completed.WithLabelValues(result).Inc()
+	r.m.forgetRef(r.refKey)
+	return nil
+}
+
+// pacer spaces polls: quickly at first, so that short builds are seen at
+// once, then every poll interval.
+type pacer struct{ d, max time.Duration }
+
+func newPacer(max time.Duration) *pacer { return &pacer{d: 5 * time.Millisecond, max: max} }
+
+func (p *pacer) next() time.Duration {
+	d := p.d
+	p.d = min(p.d*3/2+time.Millisecond, p.max)
+	return d
+}

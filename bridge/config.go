@@ -1,0 +1,184 @@
+package bridge
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the bridge part of gearbridge's configuration file.
+type Config struct {
+	Gearman GearmanConfig  `yaml:"gearman"`
+	Masters []MasterConfig `yaml:"masters"`
+}
+
+// GearmanConfig lists the job servers the bridge's workers connect to.
+type GearmanConfig struct {
+	// Servers are HOST:PORT addresses; empty means the embedded server.
+	Servers []string `yaml:"servers"`
+}
+
+// MasterConfig is one Jenkins master.
+type MasterConfig struct {
+	// Name is the manager name: the bridge registers stop:<name> and
+	// set_description:<name>, and reports it as "manager" in WORK_DATA.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	User string `yaml:"user"`
+	// The API token comes from a file or an environment variable, never
+	// from the configuration file itself.
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
+	// PollInterval is how often the master's nodes and projects are read.
+	PollInterval Duration `yaml:"poll_interval"`
+	// RequestTimeout bounds every HTTP request to the master.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// CAFile is a PEM bundle to trust for an https URL.
+	CAFile string `yaml:"ca_file"`
+	// NodeParameter names a NodeLabel-style job parameter that pins a build
+	// to the executor's node; projects that define it get it set.
+	NodeParameter string `yaml:"node_parameter"`
+
+	token string      // read from TokenFile or TokenEnv
+	tls   *tls.Config // from CAFile
+	base  *url.URL
+}
+
+// Duration is a time.Duration written as "5s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 5s or 500ms)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+const (
+	defaultPollInterval   = 5 * time.Second
+	defaultRequestTimeout = 15 * time.Second
+)
+
+// LoadConfig reads and checks a configuration file. Every problem found is
+// reported, one per line, so that a user fixes them all at once.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig parses configuration bytes; name is used in messages.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	var problems []string
+	seen := map[string]bool{}
+	for i := range cfg.Masters {
+		m := &cfg.Masters[i]
+		where := fmt.Sprintf("masters[%d]", i)
+		if m.Name != "" {
+			where = fmt.Sprintf("master %q", m.Name)
+		}
+		for _, p := range m.check() {
+			problems = append(problems, where+": "+p)
+		}
+		if seen[m.Name] {
+			problems = append(problems, where+": the name is used twice")
+		}
+		seen[m.Name] = true
+	}
+	for _, s := range cfg.Gearman.Servers {
+		if !strings.Contains(s, ":") {
+			problems = append(problems, fmt.Sprintf("gearman.servers: %q is not HOST:PORT", s))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("config %s:\n  %s", name, strings.Join(problems, "\n  "))
+	}
+	return &cfg, nil
+}
+
+// check validates m and loads its secret and CA bundle.
+func (m *MasterConfig) check() []string {
+	var problems []string
+	switch {
+	case m.Name == "":
+		problems = append(problems, "name is missing")
+	case strings.ContainsAny(m.Name, " \t\r\n"):
+		// Zuul splits admin output on whitespace; such a name can never match.
+		problems = append(problems, "name must not contain whitespace")
+	}
+	u, err := url.Parse(m.URL)
+	switch {
+	case m.URL == "":
+		problems = append(problems, "url is missing")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		problems = append(problems, fmt.Sprintf("url %q is not an http(s) URL", m.URL))
+	default:
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		m.base = u
+	}
+	if m.PollInterval == 0 {
+		m.PollInterval = Duration(defaultPollInterval)
+	} else if m.PollInterval < Duration(100*time.Millisecond) {
+		problems = append(problems, "poll_interval must be at least 100ms")
+	}
+	if m.RequestTimeout == 0 {
+		m.RequestTimeout = Duration(defaultRequestTimeout)
+	}
+	switch {
+	case m.TokenFile != "" && m.TokenEnv != "":
+		problems = append(problems, "give token_file or token_env, not both")
+	case m.TokenFile != "":
+		b, err := os.ReadFile(m.TokenFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("token_file: %v", err))
+		}
+		m.token = strings.TrimSpace(string(b))
+	case m.TokenEnv != "":
+		v, ok := os.LookupEnv(m.TokenEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			problems = append(problems, fmt.Sprintf("token_env: environment variable %s is not set", m.TokenEnv))
+		}
+		m.token = strings.TrimSpace(v)
+	}
+	if m.token != "" && m.User == "" {
+		problems = append(problems, "user is missing (the API token belongs to a user)")
+	}
+	if m.CAFile != "" {
+		pem, err := os.ReadFile(m.CAFile)
+		pool := x509.NewCertPool()
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("ca_file: %v", err))
+		case !pool.AppendCertsFromPEM(pem):
+			problems = append(problems, fmt.Sprintf("ca_file %s: no PEM certificate in it", m.CAFile))
+		default:
+			m.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+	}
+	return problems
+}

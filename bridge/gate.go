@@ -1,0 +1,176 @@
+package bridge
+
+import (
+	"sync"
+	"time"
+)
+
+// gate decides when the executor workers of one node may ask the Gearman
+// server for a job: only while the node has an executor that is idle in
+// Jenkins and that none of our workers is already counting on. A worker
+// holds a reservation from its GRAB until the job ends or NO_JOB comes
+// back; the reservations of workers that sleep after NO_JOB stay held, so
+// a node never has more sleeping workers than free executors, and a
+// server's NOOP goes to a worker that can act on it.
+type gate struct {
+	mu sync.Mutex
+	// changed is closed and replaced whenever the count may have grown.
+	changed chan struct{}
+
+	blocked bool // node offline, master unreachable or quieting down
+	// blockedSince keeps the gate closed until a poll that began after it
+	// (a node we just took offline must not look online to an older poll).
+	blockedSince time.Time
+	pollIdle     int // idle executors in the last poll
+	busyURLs     map[string]bool
+	reserved     int             // workers holding a slot to GRAB or sleep
+	builds       map[*claim]bool // our builds that involve this node
+}
+
+// claim is one of our builds as the gate counts it.
+type claim struct {
+	url      string // the build's URL once it started, "" before
+	finished bool
+	holdNode bool // OFFLINE_NODE_WHEN_COMPLETE: nothing else runs here
+}
+
+func newGate() *gate {
+	return &gate{changed: make(chan struct{}), busyURLs: map[string]bool{}, builds: map[*claim]bool{}, blocked: true}
+}
+
+// free is the number of executors a new GRAB may count on. It may be
+// negative when Jenkins took executors our sleeping workers counted on.
+func (g *gate) free() int {
+	if g.blocked {
+		return -g.reserved
+	}
+	n := g.pollIdle - g.reserved
+	for c := range g.builds {
+		if c.holdNode && !c.finished {
+			return -1 - g.reserved
+		}
+		reflected := c.url != "" && g.busyURLs[c.url]
+		switch {
+		case !c.finished && !reflected:
+			n-- // started after the poll, or not yet: Jenkins counted it idle
+		case c.finished && reflected:
+			n++ // the poll counted it busy; it has ended since
+		}
+	}
+	return n
+}
+
+// Changed returns a channel that is closed when the gate may have opened.
+func (g *gate) Changed() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
+func (g *gate) notify() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// tryReserve takes a slot if one is free.
+func (g *gate) tryReserve() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.free() <= 0 {
+		return false
+	}
+	g.reserved++
+	return true
+}
+
+// overbooked reports whether the reservations exceed what the node has
+// now; a worker woken while its node is overbooked gives its slot back
+// instead of grabbing.
+func (g *gate) overbooked() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.free() < 0
+}
+
+// release gives a reservation back (NO_JOB after all, or a disconnect).
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.reserved--
+	g.notify()
+}
+
+// startBuild turns a reservation into a claim for a build.
+func (g *gate) startBuild(holdNode bool) *claim {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.reserved--
+	c := &claim{holdNode: holdNode}
+	g.builds[c] = true
+	return c
+}
+
+// adopt makes this gate count a claim that started on another gate (the
+// build ran on a different node than the worker's).
+func (g *gate) adopt(c *claim) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.builds[c] = true
+}
+
+// drop stops counting c here (it moved to another node's gate).
+func (g *gate) drop(c *claim) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.builds, c)
+	g.notify()
+}
+
+// started records the build URL, so that polls can see it.
+func (g *gate) started(c *claim, url string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.url = url
+}
+
+// finished marks the build over: its executor counts as free at once.
+func (g *gate) finished(c *claim) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.finished = true
+	g.notify()
+}
+
+// update applies a poll that began at began (or the master becoming
+// unreachable: blocked).
+func (g *gate) update(blocked bool, n *nodeInfo, began time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.blocked = blocked || n == nil || !n.online || began.Before(g.blockedSince)
+	if n != nil && !blocked {
+		g.pollIdle = n.idle
+		g.busyURLs = n.busyURLs
+		// Finished builds the poll no longer shows are fully accounted.
+		for c := range g.builds {
+			if c.finished && !g.busyURLs[c.url] {
+				delete(g.builds, c)
+			}
+		}
+	}
+	g.notify()
+}
+
+// holdNode makes c keep the whole node: OFFLINE_NODE_WHEN_COMPLETE.
+func (g *gate) holdNode(c *claim) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.holdNode = true
+}
+
+// block closes the gate until the next poll.
+func (g *gate) block() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.blocked = true
+	g.blockedSince = time.Now()
+}

@@ -1,0 +1,133 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// gearConn is one worker connection to a Gearman server. Packets are read
+// by their own goroutine, so that a worker can wait on Jenkins and on the
+// server at the same time; writes are serialised.
+type gearConn struct {
+	addr    string
+	nc      net.Conn
+	wmu     sync.Mutex
+	packets chan *protocol.Packet
+	done    chan struct{} // closed when the reader stops
+	err     error         // why the reader stopped; read after done
+	closed  chan struct{}
+	once    sync.Once
+}
+
+// maxAssignSize bounds what a job server may send us.
+const maxAssignSize = 64 << 20
+
+// writeTimeout bounds one write to the job server.
+const gearWriteTimeout = 30 * time.Second
+
+func dialGear(ctx context.Context, addr string) (*gearConn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to gearman server %s: %w", addr, err)
+	}
+	c := &gearConn{addr: addr, nc: nc, packets: make(chan *protocol.Packet, 16), done: make(chan struct{}), closed: make(chan struct{})}
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *gearConn) readLoop() {
+	defer close(c.done)
+	r := protocol.NewResponseReader(c.nc, maxAssignSize)
+	for {
+		p, err := r.ReadPacket()
+		if err != nil {
+			c.err = fmt.Errorf("gearman server %s: %w", c.addr, err)
+			return
+		}
+		select {
+		case c.packets <- p:
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *gearConn) send(typ protocol.Type, args ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(gearWriteTimeout))
+	if _, err := c.nc.Write(protocol.AppendRequest(nil, typ, args...)); err != nil {
+		return fmt.Errorf("gearman server %s: send %s: %w", c.addr, typ, err)
+	}
+	return nil
+}
+
+func (c *gearConn) sendString(typ protocol.Type, args ...string) error {
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	return c.send(typ, b...)
+}
+
+func (c *gearConn) close() {
+	c.once.Do(func() {
+		close(c.closed)
+		c.nc.Close()
+	})
+}
+
+// next waits for the next packet, or for ctx, or for stop.
+func (c *gearConn) next(ctx context.Context, stop <-chan struct{}) (*protocol.Packet, error) {
+	select {
+	case p := <-c.packets:
+		return p, nil
+	case <-c.done:
+		// Drain what was read before the error.
+		select {
+		case p := <-c.packets:
+			return p, nil
+		default:
+		}
+		return nil, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-stop:
+		return nil, errStopped
+	}
+}
+
+var errStopped = errors.New("worker stopped")
+
+// backoff grows a retry delay up to a cap.
+type backoff struct{ d, max time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = 100 * time.Millisecond
+	} else {
+		b.d = min(2*b.d, b.max)
+	}
+	return b.d
+}
+
+func (b *backoff) reset() { b.d = 0 }
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,332 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// master keeps one Jenkins master's workers in step with its nodes,
+// executors and projects.
+type master struct {
+	cfg     MasterConfig
+	bridge  *Bridge
+	jc      *jenkins
+	log     *slog.Logger
+	metrics *metrics
+
+	mu        sync.Mutex
+	snap      *snapshot
+	legacy    legacyCache
+	reachable bool
+	gates     map[string]*gate   // by node name
+	workers   map[string]*worker // by server + "\x00" + worker ID
+	running   map[string]runningBuild
+	stopped   map[string]bool // build URLs stopped through stop:
+	wg        sync.WaitGroup
+	pollNow   chan struct{}
+}
+
+// runningBuild is one of our builds, for stop: and set_description:.
+type runningBuild struct {
+	proj   *project
+	number int
+}
+
+func newMaster(b *Bridge, cfg MasterConfig) *master {
+	return &master{
+		cfg:     cfg,
+		bridge:  b,
+		jc:      newJenkins(&cfg),
+		log:     b.log.With("master", cfg.Name),
+		metrics: b.metrics,
+		gates:   map[string]*gate{},
+		workers: map[string]*worker{},
+		running: map[string]runningBuild{},
+		stopped: map[string]bool{},
+		pollNow: make(chan struct{}, 1),
+	}
+}
+
+func (m *master) pollInterval() time.Duration { return time.Duration(m.cfg.PollInterval) }
+
+// run polls the master and keeps its workers until ctx ends.
+func (m *master) run(ctx context.Context) {
+	for _, server := range m.bridge.servers {
+		mw := newManager(m, server)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mw.run(ctx)
+		}()
+	}
+	bo := backoff{max: time.Duration(m.cfg.PollInterval)}
+	failing := false
+	for {
+		err := m.pollOnce(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && !failing:
+			m.log.Error("Jenkins master unreachable; its workers stop taking jobs until it answers", "url", m.cfg.URL, "err", err)
+			failing = true
+		case err == nil && failing:
+			m.log.Info("Jenkins master reachable again", "url", m.cfg.URL)
+			failing = false
+		}
+		wait := m.pollInterval()
+		if err != nil {
+			wait = min(bo.next(), wait)
+		} else {
+			bo.reset()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			m.mu.Lock()
+			for _, w := range m.workers {
+				w.retire()
+			}
+			m.mu.Unlock()
+			m.wg.Wait()
+			return
+		case <-t.C:
+		case <-m.pollNow:
+			t.Stop()
+		}
+	}
+}
+
+// pollOnce reads a snapshot and applies it.
+func (m *master) pollOnce(ctx context.Context) error {
+	m.mu.Lock()
+	legacy := m.legacy
+	m.mu.Unlock()
+	snap, err := poll(ctx, m.jc, &legacy, m.log)
+	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.legacy = legacy
+	if err != nil {
+		m.reachable = false
+		for _, g := range m.gates {
+			g.update(true, nil, time.Now())
+		}
+		return err
+	}
+	m.reachable = true
+	m.snap = snap
+	m.apply(ctx, snap)
+	return nil
+}
+
+// apply makes the workers match the snapshot: one per executor of every
+// node (and Gearman server), each registering its node's functions.
+func (m *master) apply(ctx context.Context, snap *snapshot) {
+	want := map[string]bool{}
+	for _, n := range snap.nodes {
+		g := m.gates[n.name]
+		if g == nil {
+			g = newGate()
+			m.gates[n.name] = g
+		}
+		g.update(snap.quietingDown, n, snap.began)
+		fns := snap.functions(n)
+		for i := 0; i < n.executors; i++ {
+			id := m.workerID(n, i)
+			for _, server := range m.bridge.servers {
+				key := server + "\x00" + id
+				want[key] = true
+				w := m.workers[key]
+				if w == nil {
+					w = newWorker(m, server, n.name, id, g)
+					m.workers[key] = w
+					m.wg.Add(1)
+					go func() {
+						defer m.wg.Done()
+						w.run(ctx)
+					}()
+				}
+				w.setFunctions(fns)
+			}
+		}
+	}
+	for key, w := range m.workers {
+		if !want[key] {
+			// Node deleted or fewer executors: the worker leaves after
+			// the build it may be running.
+			w.retire()
+			delete(m.workers, key)
+		}
+	}
+	for name, g := range m.gates {
+		if _, ok := snap.nodes[name]; !ok {
+			g.update(true, nil, snap.began)
+			delete(m.gates, name)
+		}
+	}
+	m.metrics.workers.WithLabelValues(m.cfg.Name).Set(float64(len(m.workers)))
+}
+
+// workerID is the plugin's <node>_exec-<i>; the built-in node goes by the
+// master's name, as the plugin used the master's host name.
+func (m *master) workerID(n *nodeInfo, i int) string {
+	name := n.name
+	if name == "" {
+		name = m.cfg.Name
+	}
+	return name + "_exec-" + strconv.Itoa(i)
+}
+
+// pinName is the value of the node parameter that pins a build to node.
+func (m *master) pinName(node string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if node != "" || m.snap == nil {
+		return node
+	}
+	if n := m.snap.nodes[node]; n != nil {
+		return n.selfLabel // "master" or "built-in"
+	}
+	return node
+}
+
+func (m *master) node(name string) *nodeInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap == nil {
+		return nil
+	}
+	return m.snap.nodes[name]
+}
+
+func (m *master) gateFor(node string) *gate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gates[node]
+}
+
+func (m *master) projectByName(name string) *project {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap == nil {
+		return nil
+	}
+	return m.snap.projects[name]
+}
+
+func (m *master) projectByFullName(name string) *project {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap == nil {
+		return nil
+	}
+	return m.snap.byFullName[name]
+}
+
+// lookupProject finds a project by the name Zuul knows: the short name
+// from WORK_DATA, or a full name with folders.
+func (m *master) lookupProject(name string) *project {
+	if p := m.projectByName(name); p != nil {
+		return p
+	}
+	if p := m.projectByFullName(name); p != nil {
+		return p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, rb := range m.running {
+		if rb.proj.name == name || rb.proj.fullName == name {
+			return rb.proj
+		}
+	}
+	return nil
+}
+
+func (m *master) track(p *project, number int, url string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.running[url] = runningBuild{proj: p, number: number}
+}
+
+func (m *master) untrack(url string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.running, url)
+	delete(m.stopped, url)
+}
+
+func (m *master) markStopped(url string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped[url] = true
+}
+
+func (m *master) stoppedByUs(url string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopped[url]
+}
+
+// takeOffline marks a node temporarily offline. changeOfflineCause always
+// sets the state (toggleOffline would flip it back if it was offline).
+func (m *master) takeOffline(ctx context.Context, node string) error {
+	path := "computer/" + url.PathEscape(node) + "/"
+	if node == "" {
+		path = "computer/(master)/" // still accepted after the built-in rename
+	}
+	_, err := m.jc.post(ctx, path+"changeOfflineCause", url.Values{"offlineMessage": {"Offline due to Gearman request (OFFLINE_NODE_WHEN_COMPLETE)"}}, nil)
+	return err
+}
+
+// refKey is the store key of a job's build reference: its handle on the
+// embedded server. Jobs from other servers are not in our store, so their
+// builds are not recorded ("" key) and cannot be re-attached after a restart.
+func (m *master) refKey(server, handle string) string {
+	if server != m.bridge.embedded || m.bridge.refs == nil {
+		return ""
+	}
+	return handle
+}
+
+func (m *master) loadRef(key string) (buildRef, bool) {
+	if key == "" {
+		return buildRef{}, false
+	}
+	data, ok, err := m.bridge.refs.BuildRef(key)
+	if err != nil {
+		m.log.Error("cannot read the job's build reference", "key", key, "err", err)
+		return buildRef{}, false
+	}
+	var ref buildRef
+	if !ok || len(data) == 0 || json.Unmarshal(data, &ref) != nil || ref.QueueID == 0 {
+		return buildRef{}, false
+	}
+	return ref, true
+}
+
+func (m *master) saveRef(key string, ref buildRef) {
+	if key == "" {
+		return
+	}
+	data, _ := json.Marshal(ref)
+	if err := m.bridge.refs.SetBuildRef(key, data); err != nil {
+		m.log.Error("cannot record the job's build; a restart now would start it again", "key", key, "err", err)
+	}
+}
+
+func (m *master) forgetRef(key string) {
+	if key == "" {
+		return
+	}
+	if err := m.bridge.refs.SetBuildRef(key, nil); err != nil {
+		m.log.Warn("cannot delete the job's build reference", "key", key, "err", err)
+	}
+}
+
+func (m *master) String() string { return fmt.Sprintf("master %s (%s)", m.cfg.Name, m.cfg.URL) }

@@ -1,0 +1,53 @@
+package bridge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	polls     *prometheus.CounterVec
+	workers   *prometheus.GaugeVec
+	triggers  prometheus.Counter
+	completed *prometheus.CounterVec
+	failures  prometheus.Counter
+	reg       prometheus.Registerer
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		reg: reg,
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_polls_total", Help: "Snapshots read from each Jenkins master.",
+		}, []string{"master"}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gearbridge_bridge_executor_workers", Help: "Executor workers per Jenkins master (per job server).",
+		}, []string{"master"}),
+		triggers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_builds_triggered_total", Help: "Builds the bridge asked Jenkins for.",
+		}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_builds_completed_total", Help: "Builds reported with WORK_COMPLETE, by result.",
+		}, []string{"result"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_builds_failed_to_run_total", Help: "Jobs ended with WORK_EXCEPTION because the build could not start or finish.",
+		}),
+	}
+}
+
+// watch registers the metrics, and a count of Jenkins requests per master.
+func (m *metrics) watch(b *Bridge) {
+	if m.reg == nil {
+		return
+	}
+	m.reg.MustRegister(m.polls, m.workers, m.triggers, m.completed, m.failures, requestCollector{b})
+}
+
+type requestCollector struct{ b *Bridge }
+
+var requestsDesc = prometheus.NewDesc("gearbridge_bridge_jenkins_requests_total", "HTTP requests sent to each Jenkins master.", []string{"master"}, nil)
+
+func (c requestCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDesc }
+
+func (c requestCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, m := range c.b.masters {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(m.jc.requests.Load()), name)
+	}
+}

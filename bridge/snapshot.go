@@ -1,0 +1,367 @@
+package bridge
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gearbridge/gearbridge/bridge/label"
+)
+
+// snapshot is what one poll learned about a master.
+type snapshot struct {
+	began        time.Time // when the poll's first request was sent
+	quietingDown bool
+	nodes        map[string]*nodeInfo // by node name; "" is the built-in node
+	projects     map[string]*project  // by function name part (short name)
+	byFullName   map[string]*project
+}
+
+// nodeInfo is one node (agent or built-in) as Jenkins reports it.
+type nodeInfo struct {
+	name      string // "" for the built-in node
+	selfLabel string // the node's own label atom ("master"/"built-in" for the built-in node)
+	labels    map[string]bool
+	mode      string // NORMAL or EXCLUSIVE
+	online    bool
+	executors int
+	idle      int             // idle executors, 0 when offline
+	busyURLs  map[string]bool // builds occupying its executors
+}
+
+// labelList is the node's labels, sorted, for WORK_DATA's node_labels.
+func (n *nodeInfo) labelList() []string {
+	out := make([]string, 0, len(n.labels))
+	for l := range n.labels {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// project is a buildable Jenkins project.
+type project struct {
+	name     string // short name: build:<name>
+	fullName string // with folders: a/b/name
+	path     string // job/a/job/b/job/name/
+	label    label.Expr
+	disabled bool
+	params   []string // defined parameter names; nil when unparameterized
+}
+
+func (p *project) hasParam(name string) bool { return slices.Contains(p.params, name) }
+
+// functions is the set of Gearman functions an executor of node n
+// registers: the plugin's rules (reference §1.2).
+func (s *snapshot) functions(n *nodeInfo) []string {
+	if n == nil || !n.online {
+		return nil
+	}
+	var fns []string
+	for _, p := range s.projects {
+		if p.disabled {
+			continue
+		}
+		if p.label == nil {
+			if n.mode != "EXCLUSIVE" {
+				fns = append(fns, "build:"+p.name)
+			}
+			continue
+		}
+		if !p.label.Matches(n.labels) {
+			continue
+		}
+		fns = append(fns, "build:"+p.name)
+		for _, atom := range p.label.Atoms() {
+			if n.labels[atom] && !strings.ContainsAny(atom, " \t") {
+				fns = append(fns, "build:"+p.name+":"+atom)
+			}
+		}
+	}
+	sort.Strings(fns)
+	return slices.Compact(fns)
+}
+
+// JSON shapes, with only the fields the tree= queries ask for.
+type (
+	nameJSON struct {
+		Name string `json:"name"`
+	}
+	itemJSON struct {
+		Class           string      `json:"_class"`
+		Name            string      `json:"name"`
+		FullName        string      `json:"fullName"`
+		Buildable       *bool       `json:"buildable"`
+		Disabled        *bool       `json:"disabled"`
+		Color           string      `json:"color"`
+		LabelExpression *string     `json:"labelExpression"`
+		Property        []propJSON  `json:"property"`
+		Jobs            []*itemJSON `json:"jobs"`
+	}
+	propJSON struct {
+		ParameterDefinitions []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		} `json:"parameterDefinitions"`
+	}
+	rootJSON struct {
+		QuietingDown bool        `json:"quietingDown"`
+		Jobs         []*itemJSON `json:"jobs"`
+	}
+	computerSetJSON struct {
+		Computer []struct {
+			Class              string     `json:"_class"`
+			DisplayName        string     `json:"displayName"`
+			Offline            bool       `json:"offline"`
+			TemporarilyOffline bool       `json:"temporarilyOffline"`
+			NumExecutors       int        `json:"numExecutors"`
+			AssignedLabels     []nameJSON `json:"assignedLabels"`
+			Executors          []execJSON `json:"executors"`
+			OneOffExecutors    []execJSON `json:"oneOffExecutors"`
+		} `json:"computer"`
+	}
+	execJSON struct {
+		Idle              bool `json:"idle"`
+		CurrentExecutable *struct {
+			URL string `json:"url"`
+		} `json:"currentExecutable"`
+	}
+	labelNodesJSON struct {
+		Nodes []struct {
+			NodeName string `json:"nodeName"`
+			Mode     string `json:"mode"`
+		} `json:"nodes"`
+	}
+)
+
+const (
+	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[name,type]]"
+	// Folders nest their items in "jobs"; four levels cover real setups.
+	rootTree     = "quietingDown,jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + "]]]]"
+	computerTree = "computer[_class,displayName,offline,temporarilyOffline,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
+	// A label no node carries, negated, matches every node: one request
+	// gives every node's mode.
+	allNodesLabel = "!gearbridge-matches-no-node"
+	nodesTree     = "nodes[nodeName,mode]"
+)
+
+// legacyCache keeps what pre-2.94 masters only tell through config.xml.
+type legacyCache struct {
+	projectLabels map[string]string // fullName -> assignedNode ("" = unrestricted)
+	nodeLabels    map[string]string // node name -> label string
+	polls         int
+}
+
+// legacyRefreshEvery is how many polls a config.xml answer is trusted.
+const legacyRefreshEvery = 12
+
+// poll reads one snapshot with three requests, whatever the number of
+// nodes, executors and projects (plus config.xml reads on pre-2.94
+// masters for items not seen before).
+func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logger) (*snapshot, error) {
+	s := &snapshot{began: time.Now(), nodes: map[string]*nodeInfo{}, projects: map[string]*project{}, byFullName: map[string]*project{}}
+	var root rootJSON
+	if err := jc.getJSON(ctx, "", rootTree, &root); err != nil {
+		return nil, fmt.Errorf("read projects: %w", err)
+	}
+	var comps computerSetJSON
+	if err := jc.getJSON(ctx, "computer/", computerTree, &comps); err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	var modes labelNodesJSON
+	if err := jc.getJSON(ctx, "label/"+url.PathEscape(allNodesLabel)+"/", nodesTree, &modes); err != nil {
+		return nil, fmt.Errorf("read node modes: %w", err)
+	}
+	s.quietingDown = root.QuietingDown
+	mode := map[string]string{}
+	for _, n := range modes.Nodes {
+		mode[n.NodeName] = n.Mode
+	}
+
+	legacy.polls++
+	refresh := legacy.polls%legacyRefreshEvery == 0
+	for _, c := range comps.Computer {
+		n := &nodeInfo{
+			name:      c.DisplayName,
+			online:    !c.Offline,
+			executors: c.NumExecutors,
+			labels:    map[string]bool{},
+			busyURLs:  map[string]bool{},
+		}
+		builtIn := strings.HasSuffix(c.Class, "$MasterComputer")
+		if builtIn {
+			n.name = ""
+		}
+		n.mode = mode[n.name]
+		if n.mode == "" {
+			n.mode = "NORMAL"
+		}
+		for _, l := range c.AssignedLabels {
+			n.labels[l.Name] = true
+		}
+		switch {
+		case builtIn && len(c.AssignedLabels) > 0:
+			n.selfLabel = c.AssignedLabels[0].Name
+			for _, l := range c.AssignedLabels {
+				if l.Name == "master" || l.Name == "built-in" {
+					n.selfLabel = l.Name
+				}
+			}
+		case builtIn:
+			n.selfLabel = "master"
+		default:
+			n.selfLabel = n.name
+		}
+		n.labels[n.selfLabel] = true
+		if len(c.AssignedLabels) == 0 && !builtIn {
+			// Before 2.94 the JSON API has no labels: read config.xml.
+			labels, err := legacyNodeLabels(ctx, jc, legacy, n.name, refresh)
+			if err != nil {
+				log.Warn("cannot read node labels from config.xml", "node", n.name, "err", err)
+			}
+			for _, l := range strings.Fields(labels) {
+				n.labels[l] = true
+			}
+		}
+		for _, e := range append(c.Executors, c.OneOffExecutors...) {
+			if e.CurrentExecutable != nil && e.CurrentExecutable.URL != "" {
+				n.busyURLs[e.CurrentExecutable.URL] = true
+			}
+		}
+		if n.online {
+			for _, e := range c.Executors {
+				if e.Idle {
+					n.idle++
+				}
+			}
+		}
+		s.nodes[n.name] = n
+	}
+
+	var walk func(items []*itemJSON)
+	walk = func(items []*itemJSON) {
+		for _, it := range items {
+			if len(it.Jobs) > 0 || strings.Contains(it.Class, "Folder") || strings.Contains(it.Class, "MultiBranch") {
+				walk(it.Jobs)
+				continue
+			}
+			if p := s.project(ctx, jc, legacy, it, refresh, log); p != nil {
+				s.addProject(p, log)
+			}
+		}
+	}
+	walk(root.Jobs)
+	return s, nil
+}
+
+// project turns a JSON item into a project, or nil for items the plugin
+// never registered (Pipeline jobs run on flyweight executors, so an
+// executor's availability says nothing about them).
+func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache, it *itemJSON, refresh bool, log *slog.Logger) *project {
+	if it.Buildable == nil || strings.Contains(it.Class, "WorkflowJob") {
+		return nil
+	}
+	fullName := it.FullName
+	if fullName == "" {
+		fullName = it.Name
+	}
+	p := &project{name: it.Name, fullName: fullName, path: jobPath(fullName)}
+	switch {
+	case it.Disabled != nil:
+		p.disabled = *it.Disabled
+	default:
+		p.disabled = it.Color == "disabled"
+	}
+	for _, prop := range it.Property {
+		for _, d := range prop.ParameterDefinitions {
+			p.params = append(p.params, d.Name)
+		}
+	}
+	expr := ""
+	if it.LabelExpression != nil {
+		expr = *it.LabelExpression
+	} else {
+		var err error
+		expr, err = legacyProjectLabel(ctx, jc, legacy, p, refresh)
+		if err != nil {
+			log.Warn("cannot read project label from config.xml; treating it as unrestricted", "project", fullName, "err", err)
+		}
+	}
+	if strings.TrimSpace(expr) != "" {
+		p.label = label.Lenient(expr)
+	}
+	return p
+}
+
+// addProject indexes p by its function name. Names with whitespace cannot
+// be matched by Zuul, which splits `status` on whitespace; projects in two
+// folders with the same short name would share one function, so the first
+// by full name wins and the clash is logged.
+func (s *snapshot) addProject(p *project, log *slog.Logger) {
+	s.byFullName[p.fullName] = p
+	if strings.ContainsAny(p.name, " \t\r\n") {
+		log.Warn("skipping project: its name contains whitespace, which Zuul cannot use in a function name", "project", p.fullName)
+		return
+	}
+	if other, ok := s.projects[p.name]; ok {
+		if other.fullName < p.fullName {
+			log.Warn("two projects share a short name; registering the first", "function", "build:"+p.name, "registered", other.fullName, "skipped", p.fullName)
+			return
+		}
+		log.Warn("two projects share a short name; registering the first", "function", "build:"+p.name, "registered", p.fullName, "skipped", other.fullName)
+	}
+	s.projects[p.name] = p
+}
+
+func legacyNodeLabels(ctx context.Context, jc *jenkins, c *legacyCache, name string, refresh bool) (string, error) {
+	if c.nodeLabels == nil {
+		c.nodeLabels = map[string]string{}
+	}
+	if v, ok := c.nodeLabels[name]; ok && !refresh {
+		return v, nil
+	}
+	body, err := jc.getText(ctx, "computer/"+url.PathEscape(name)+"/config.xml")
+	if err != nil {
+		return c.nodeLabels[name], err
+	}
+	var x struct {
+		Label string `xml:"label"`
+	}
+	if err := xml.Unmarshal(body, &x); err != nil {
+		return "", fmt.Errorf("parse config.xml: %w", err)
+	}
+	c.nodeLabels[name] = x.Label
+	return x.Label, nil
+}
+
+func legacyProjectLabel(ctx context.Context, jc *jenkins, c *legacyCache, p *project, refresh bool) (string, error) {
+	if c.projectLabels == nil {
+		c.projectLabels = map[string]string{}
+	}
+	if v, ok := c.projectLabels[p.fullName]; ok && !refresh {
+		return v, nil
+	}
+	body, err := jc.getText(ctx, p.path+"config.xml")
+	if err != nil {
+		return c.projectLabels[p.fullName], err
+	}
+	var x struct {
+		AssignedNode string `xml:"assignedNode"`
+		CanRoam      *bool  `xml:"canRoam"`
+	}
+	if err := xml.Unmarshal(body, &x); err != nil {
+		return "", fmt.Errorf("parse config.xml: %w", err)
+	}
+	expr := x.AssignedNode
+	if x.CanRoam == nil || *x.CanRoam {
+		expr = "" // canRoam: the project may run anywhere
+	}
+	c.projectLabels[p.fullName] = expr
+	return expr, nil
+}

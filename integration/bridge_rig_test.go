@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/bridge"
+	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
+	"github.com/gearbridge/gearbridge/protocol"
+	"github.com/gearbridge/gearbridge/server"
+	"github.com/gearbridge/gearbridge/store"
+)
+
+// bridgeRig is an in-process gearbridge (job server and bridge) in front
+// of emulated Jenkins masters.
+type bridgeRig struct {
+	t       *testing.T
+	addr    string // the job server
+	srv     *server.Server
+	store   gearbridge.Store
+	masters map[string]*jenkinstest.Emulator
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+type rigMaster struct {
+	name string
+	emu  *jenkinstest.Emulator
+	// extra YAML lines for the master's config entry
+	extra string
+}
+
+// startBridgeRig starts a job server (with st as its store, or memory) and
+// a bridge configured for masters.
+func startBridgeRig(t *testing.T, st gearbridge.Store, masters ...rigMaster) *bridgeRig {
+	t.Helper()
+	if st == nil {
+		st = store.NewMemory()
+	}
+	srv, err := server.New(server.Config{Store: st, HandlePrefix: "H:rig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	r := &bridgeRig{t: t, addr: ln.Addr().String(), srv: srv, store: st, masters: map[string]*jenkinstest.Emulator{}}
+	t.Cleanup(func() { srv.Close() })
+	r.startBridge(masters...)
+	return r
+}
+
+func (r *bridgeRig) startBridge(masters ...rigMaster) {
+	t := r.t
+	var cfg strings.Builder
+	cfg.WriteString("masters:\n")
+	for _, m := range masters {
+		user := "gearbridge"
+		token := m.emu.AddUser(user, "secret")
+		env := "GEARBRIDGE_TEST_TOKEN_" + strings.ToUpper(m.name)
+		t.Setenv(env, token)
+		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    user: %s\n    token_env: %s\n    poll_interval: 200ms\n    request_timeout: 2s\n%s",
+			m.name, m.emu.URL, user, env, m.extra)
+		r.masters[m.name] = m.emu
+	}
+	bc, err := bridge.ParseConfig([]byte(cfg.String()), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if os.Getenv("BRIDGE_DEBUG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b := bridge.New(bc, bridge.Options{Embedded: r.addr, Refs: r.store, Logger: logger})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		b.Run(ctx)
+	}()
+	t.Cleanup(r.stopBridge)
+}
+
+// stopBridge stops the bridge as a shutdown does.
+func (r *bridgeRig) stopBridge() {
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		r.t.Error("bridge did not stop within 10s")
+	}
+}
+
+// waitRegistered waits until the admin status lists fn with n workers.
+func (r *bridgeRig) waitRegistered(fn string, n int) {
+	r.t.Helper()
+	eventually(r.t, 10*time.Second, fmt.Sprintf("%s registered by %d workers", fn, n), func() bool {
+		return r.workers(fn) == n
+	})
+}
+
+// workers returns the worker count of fn in `status` (-1 if not listed).
+func (r *bridgeRig) workers(fn string) int {
+	for _, f := range r.srv.Snapshot().Functions {
+		if f.Name == fn {
+			return f.Workers
+		}
+	}
+	return -1
+}
+
+// zuulClient submits build jobs and collects their packets as Zuul does.
+type zuulClient struct {
+	*Conn
+}
+
+func (r *bridgeRig) client() *zuulClient { return &zuulClient{Dial(r.t, r.addr)} }
+
+// submit sends a build job with JSON parameters and returns its handle.
+func (c *zuulClient) submit(typ protocol.Type, fn, unique string, params map[string]string) string {
+	c.t.Helper()
+	b, _ := json.Marshal(params)
+	c.Send(typ, fn, unique, string(b))
+	p := c.Read()
+	if p.Type != protocol.JobCreated {
+		c.t.Fatalf("submit %s: got %v", fn, p)
+	}
+	return p.Args()[0]
+}
+
+// buildResult is what a job reported, in order.
+type buildResult struct {
+	packets []protocol.Type
+	data    map[string]any // the last JSON payload (WORK_DATA or WORK_COMPLETE)
+	status  [][2]string
+	final   protocol.Type
+	reason  string // WORK_EXCEPTION text
+}
+
+// wait reads packets for handle until the job ends.
+func (c *zuulClient) wait(handle string, within time.Duration) buildResult {
+	c.t.Helper()
+	var res buildResult
+	deadline := time.Now().Add(within)
+	for {
+		p, err := c.ReadWithin(time.Until(deadline))
+		if err != nil {
+			c.t.Fatalf("job %s: no end within %v (got %v): %v", handle, within, res.packets, err)
+		}
+		args := p.Args()
+		if args[0] != handle {
+			c.t.Fatalf("packet %v for another job", p)
+		}
+		res.packets = append(res.packets, p.Type)
+		switch p.Type {
+		case protocol.WorkData, protocol.WorkComplete:
+			if len(args) > 1 && args[1] != "" {
+				res.data = map[string]any{}
+				if err := json.Unmarshal([]byte(args[1]), &res.data); err != nil {
+					c.t.Fatalf("job %s: %v is not JSON: %v", handle, p, err)
+				}
+			}
+		case protocol.WorkStatus:
+			res.status = append(res.status, [2]string{args[1], args[2]})
+		case protocol.WorkException:
+			res.reason = args[1]
+		}
+		if p.Type == protocol.WorkComplete || p.Type == protocol.WorkFail || p.Type == protocol.WorkException {
+			res.final = p.Type
+			return res
+		}
+	}
+}
