@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# bench/run.sh: gearbridge against C gearmand 1.1.20, scenario by scenario.
+#
+# Builds gearbridge and bench/loadgen, starts every server fresh on free
+# loopback ports for every run (so no run sees another's queue), and prints
+# each pair side by side with the ratio gearbridge/gearmand (above 1 means
+# gearbridge is faster). All processes are stopped on exit.
+#
+# Knobs (environment): BENCH_JOBS (background submits, default 20000),
+# BENCH_DRAIN_JOBS (50000), BENCH_RT_JOBS (foreground round trips, 10000),
+# BENCH_IDLE_JOBS (5000), BENCH_DURABLE_JOBS (20000), BENCH_DURATION (cap per
+# run, 15s), GEARMAND (/usr/sbin/gearmand).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GEARMAND=${GEARMAND:-/usr/sbin/gearmand}
+JOBS=${BENCH_JOBS:-20000}
+DRAIN_JOBS=${BENCH_DRAIN_JOBS:-50000}
+RT_JOBS=${BENCH_RT_JOBS:-10000}
+IDLE_JOBS=${BENCH_IDLE_JOBS:-5000}
+DURABLE_JOBS=${BENCH_DURABLE_JOBS:-20000}
+DURATION=${BENCH_DURATION:-15s}
+
+if [[ ! -x $GEARMAND ]]; then
+	echo "bench: $GEARMAND not found (apt-get install gearman-job-server)" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+	if [[ -n $pid ]]; then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building gearbridge and loadgen..."
+go build -o "$tmp/gearbridge" ./cmd/gearbridge
+go build -o "$tmp/loadgen" ./bench/loadgen
+
+# wait_port PORT: poll until the server accepts connections (10 s), or fail
+# at once if it died (for example, the port was taken meanwhile).
+wait_port() {
+	local deadline=$((SECONDS + 10))
+	while ((SECONDS < deadline)); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || return 1
+		sleep 0.02
+	done
+	return 1
+}
+
+# start KIND: start a fresh server; sets addr, pid and metrics.
+start() {
+	local kind=$1 port http attempt
+	for attempt in 1 2 3; do
+		port=$("$tmp/loadgen" --free-port)
+		http=$("$tmp/loadgen" --free-port)
+		metrics=""
+		rm -f "$tmp/gb.db" "$tmp/gm.sqlite"
+		case $kind in
+		gb-none | gb-sync)
+			"$tmp/gearbridge" serve --listen 127.0.0.1 --port "$port" --http "127.0.0.1:$http" \
+				--durability "${kind#gb-}" --db "$tmp/gb.db" --log-file "$tmp/$kind.log" --verbose ERROR &
+			metrics="http://127.0.0.1:$http/metrics"
+			;;
+		gm)
+			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
+				--pid-file="$tmp/gm.pid" --config-file=/dev/null &
+			;;
+		gm-sqlite)
+			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
+				--pid-file="$tmp/gm.pid" --config-file=/dev/null -q libsqlite3 --libsqlite3-db="$tmp/gm.sqlite" &
+			;;
+		esac
+		pid=$!
+		if wait_port "$port"; then
+			addr="127.0.0.1:$port"
+			return 0
+		fi
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	echo "bench: cannot start $kind" >&2
+	tail -20 "$tmp/$kind.log" >&2 || true
+	return 1
+}
+
+stop() {
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=""
+}
+
+# run KIND SCENARIO ARGS...: one loadgen run against a fresh server; prints
+# the result line and stores it in $line.
+run() {
+	local kind=$1 scenario=$2
+	shift 2
+	start "$kind"
+	local extra=()
+	[[ -n $metrics ]] && extra=(--metrics "$metrics")
+	line=$(timeout 300 "$tmp/loadgen" --server "$addr" --label "$kind" --scenario "$scenario" \
+		--duration "$DURATION" "${extra[@]}" "$@")
+	stop
+	echo "  $line"
+}
+
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+summary=()
+# pair TITLE SCENARIO ARGS...: the scenario against gearbridge (in memory)
+# and C gearmand (in memory).
+pair() {
+	local title=$1
+	shift
+	echo "$title"
+	run gb-none "$@"
+	local gb=$line
+	run gm "$@"
+	local gm=$line
+	local s
+	s=$(printf '%-44s gearbridge %8s/s  gearmand %8s/s  ratio %s' "$title" \
+		"$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)")")
+	if [[ -n $(field "$gb" p50_ms) ]]; then
+		s+=$(printf '\n%-44s p50 %s vs %s ms, p99 %s vs %s ms' "" "$(field "$gb" p50_ms)" "$(field "$gm" p50_ms)" "$(field "$gb" p99_ms)" "$(field "$gm" p99_ms)")
+	fi
+	if [[ -n $(field "$gb" noops_per_job) ]]; then
+		s+=$(printf '\n%-44s NOOPs per job %s vs %s' "" "$(field "$gb" noops_per_job)" "$(field "$gm" noops_per_job)")
+	fi
+	summary+=("$s")
+}
+
+# durable TITLE SCENARIO ARGS...: gearbridge --durability sync against
+# gearbridge --durability none and gearmand -q libsqlite3.
+durable() {
+	local title=$1
+	shift
+	echo "$title"
+	run gb-sync "$@"
+	local sync=$line
+	run gb-none "$@"
+	local none=$line
+	run gm-sqlite "$@"
+	local gm=$line
+	local s
+	s=$(printf '%-44s gearbridge sync %7s/s  none %7s/s  gearmand sqlite %7s/s\n%-44s sync/sqlite %s  sync/none %s  fsyncs per job %s' "$title" \
+		"$(field "$sync" jobs_per_s)" "$(field "$none" jobs_per_s)" "$(field "$gm" jobs_per_s)" "" \
+		"$(ratio "$(field "$sync" jobs_per_s)" "$(field "$gm" jobs_per_s)")" \
+		"$(ratio "$(field "$sync" jobs_per_s)" "$(field "$none" jobs_per_s)")" \
+		"$(field "$sync" fsyncs_per_job)")
+	summary+=("$s")
+}
+
+pair "background submit, 4 clients" submit-bg --clients 4 --jobs "$JOBS"
+pair "drain $DRAIN_JOBS queued jobs, 4 workers" drain --workers 4 --jobs "$DRAIN_JOBS"
+pair "foreground round trip, 4 clients, 4 workers" roundtrip --clients 4 --workers 4 --jobs "$RT_JOBS"
+pair "500 idle workers on 50 functions, 4 clients" idle-workers --idle 500 --functions 50 --clients 4 --jobs "$IDLE_JOBS"
+durable "durable background submit, 4 clients" submit-bg --clients 4 --jobs "$DURABLE_JOBS"
+durable "durable background submit, 16 clients" submit-bg --clients 16 --jobs "$DURABLE_JOBS"
+durable "durable pipelined submit, 1 connection" submit-pipelined --conns 1 --jobs "$DURABLE_JOBS"
+durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --jobs "$DURABLE_JOBS"
+
+echo
+echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ))"
+printf '%s\n' "${summary[@]}"
