@@ -265,6 +265,45 @@ func TestDB_BuildRef(t *testing.T) {
 	}
 }
 
+func TestDB_SetBuildRef_EmptyDeletes(t *testing.T) {
+	s := mustOpen(t, tempPath(t), testOptions)
+	mustAdd(t, s, testJob(1))
+	if err := s.SetBuildRef("H:test:1", []byte("build 7")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBuildRef("H:test:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s)
+	if ref, ok, err := s.BuildRef("H:test:1"); ok || err != nil {
+		t.Errorf("after deleting: BuildRef = %q, %v, %v", ref, ok, err)
+	}
+	if got, _ := restoreAll(t, s); len(got) != 1 {
+		t.Errorf("deleting the ref touched the job: %d jobs", len(got))
+	}
+	// Deleting what is not there (or for a job already gone) is no error.
+	s.Remove(1)
+	if err := s.SetBuildRef("H:test:1", nil); err != nil {
+		t.Errorf("deleting the ref of a removed job: %v", err)
+	}
+}
+
+func TestMemory_SetBuildRef_EmptyDeletes(t *testing.T) {
+	m := NewMemory()
+	if err := m.SetBuildRef("H:test:1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	m.SetBuildRef("H:test:1", nil)
+	if _, ok, _ := m.BuildRef("H:test:1"); ok {
+		t.Error("Memory kept a deleted ref")
+	}
+	m.SetBuildRef("H:test:2", []byte("y"))
+	m.Remove(2)
+	if _, ok, _ := m.BuildRef("H:test:2"); ok {
+		t.Error("Memory kept the ref of a removed job")
+	}
+}
+
 func TestDB_SetBuildRef_ErrUnknownJob(t *testing.T) {
 	s := mustOpen(t, tempPath(t), testOptions)
 	mustAdd(t, s, testJob(1))

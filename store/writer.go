@@ -75,10 +75,10 @@ func (s *DB) Remove(id uint64) {
 }
 
 // SetBuildRef durably records ref for the stored job with this handle and
-// returns once it is on disk; an empty ref deletes the record. It fails with
-// ErrUnknownJob if no such job is stored (so that no reference outlives its
-// job). It must not be called from
-// an Add's done callback.
+// returns once it is on disk; an empty ref deletes the record (for any
+// handle). It fails with ErrUnknownJob if no such job is stored, so that no
+// reference outlives its job. It must not be called from an Add's done
+// callback.
 func (s *DB) SetBuildRef(handle string, ref []byte) error {
 	ch := make(chan error, 1)
 	o := op{kind: opBuildRef, handle: handle, val: append([]byte{}, ref...), done: func(err error) { ch <- err }}
