@@ -96,14 +96,14 @@ func isTransient(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection reset")
 }
 
-// resolve turns a path relative to the master's base URL into a URL.
+// resolve turns an escaped path relative to the master's base URL into a
+// URL.
 func (j *jenkins) resolve(path string, query url.Values) string {
-	u := *j.base
-	u.Path = strings.TrimSuffix(j.base.Path, "/") + "/" + strings.TrimPrefix(path, "/")
+	s := strings.TrimSuffix(j.base.String(), "/") + "/" + strings.TrimPrefix(path, "/")
 	if len(query) > 0 {
-		u.RawQuery = query.Encode()
+		s += "?" + query.Encode()
 	}
-	return u.String()
+	return s
 }
 
 // do sends one request and returns the response with its body read.

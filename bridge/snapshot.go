@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"log/slog"
@@ -94,15 +96,15 @@ type (
 		Name string `json:"name"`
 	}
 	itemJSON struct {
-		Class           string      `json:"_class"`
-		Name            string      `json:"name"`
-		FullName        string      `json:"fullName"`
-		Buildable       *bool       `json:"buildable"`
-		Disabled        *bool       `json:"disabled"`
-		Color           string      `json:"color"`
-		LabelExpression *string     `json:"labelExpression"`
-		Property        []propJSON  `json:"property"`
-		Jobs            []*itemJSON `json:"jobs"`
+		Class           string          `json:"_class"`
+		Name            string          `json:"name"`
+		FullName        string          `json:"fullName"`
+		Buildable       *bool           `json:"buildable"`
+		Disabled        *bool           `json:"disabled"`
+		Color           string          `json:"color"`
+		LabelExpression json.RawMessage `json:"labelExpression"` // absent before 2.94
+		Property        []propJSON      `json:"property"`
+		Jobs            []*itemJSON     `json:"jobs"`
 	}
 	propJSON struct {
 		ParameterDefinitions []struct {
@@ -285,7 +287,7 @@ func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache
 	}
 	expr := ""
 	if it.LabelExpression != nil {
-		expr = *it.LabelExpression
+		json.Unmarshal(it.LabelExpression, &expr) // null: unrestricted
 	} else {
 		var err error
 		expr, err = legacyProjectLabel(ctx, jc, legacy, p, refresh)
@@ -333,7 +335,7 @@ func legacyNodeLabels(ctx context.Context, jc *jenkins, c *legacyCache, name str
 	var x struct {
 		Label string `xml:"label"`
 	}
-	if err := xml.Unmarshal(body, &x); err != nil {
+	if err := unmarshalConfigXML(body, &x); err != nil {
 		return "", fmt.Errorf("parse config.xml: %w", err)
 	}
 	c.nodeLabels[name] = x.Label
@@ -355,7 +357,7 @@ func legacyProjectLabel(ctx context.Context, jc *jenkins, c *legacyCache, p *pro
 		AssignedNode string `xml:"assignedNode"`
 		CanRoam      *bool  `xml:"canRoam"`
 	}
-	if err := xml.Unmarshal(body, &x); err != nil {
+	if err := unmarshalConfigXML(body, &x); err != nil {
 		return "", fmt.Errorf("parse config.xml: %w", err)
 	}
 	expr := x.AssignedNode
@@ -364,4 +366,15 @@ func legacyProjectLabel(ctx context.Context, jc *jenkins, c *legacyCache, p *pro
 	}
 	c.projectLabels[p.fullName] = expr
 	return expr, nil
+}
+
+// unmarshalConfigXML parses a Jenkins config.xml. Jenkins declares XML 1.1,
+// which encoding/xml refuses; the parts we read are the same in 1.0.
+func unmarshalConfigXML(body []byte, v any) error {
+	if bytes.HasPrefix(body, []byte("<?xml")) {
+		if end := bytes.Index(body, []byte("?>")); end > 0 {
+			body = body[end+2:]
+		}
+	}
+	return xml.Unmarshal(body, v)
 }

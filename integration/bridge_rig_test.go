@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,87 @@ func (c *zuulClient) wait(handle string, within time.Duration) buildResult {
 			return res
 		}
 	}
+}
+
+// started reads packets of handle until its WORK_DATA and returns the JSON.
+func (c *zuulClient) started(handle string, within time.Duration) map[string]any {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		p, err := c.ReadWithin(time.Until(deadline))
+		if err != nil {
+			c.t.Fatalf("job %s: no WORK_DATA within %v: %v", handle, within, err)
+		}
+		args := p.Args()
+		if args[0] != handle {
+			c.t.Fatalf("packet %v for another job", p)
+		}
+		switch p.Type {
+		case protocol.WorkData:
+			data := map[string]any{}
+			if err := json.Unmarshal([]byte(args[1]), &data); err != nil {
+				c.t.Fatalf("WORK_DATA %q: %v", args[1], err)
+			}
+			return data
+		case protocol.WorkComplete, protocol.WorkFail, protocol.WorkException:
+			c.t.Fatalf("job %s ended before it started: %v", handle, p)
+		}
+	}
+}
+
+// meta runs a stop: or set_description: job and returns its end packet.
+func (c *zuulClient) meta(fn string, args map[string]any) Pkt {
+	c.t.Helper()
+	b, _ := json.Marshal(args)
+	c.Send(protocol.SubmitJobHigh, fn, fmt.Sprintf("meta-%d", echoSeq.Add(1)), string(b))
+	created := c.Read()
+	if created.Type != protocol.JobCreated {
+		c.t.Fatalf("submit %s: %v", fn, created)
+	}
+	for {
+		p := c.Read()
+		switch p.Type {
+		case protocol.WorkComplete, protocol.WorkFail, protocol.WorkException:
+			return p
+		}
+	}
+}
+
+// polls counts the snapshots the bridge has read from a master so far.
+func polls(e *jenkinstest.Emulator) int { return e.CountRequests("^GET /computer/api/json") }
+
+// waitPolls waits until the bridge has read n more snapshots of e: a
+// barrier after which the bridge has seen every change made before it.
+func waitPolls(t *testing.T, e *jenkinstest.Emulator, n int) {
+	t.Helper()
+	target := polls(e) + n
+	eventually(t, 10*time.Second, "bridge polls", func() bool { return polls(e) >= target })
+}
+
+// statusFunctions parses `status` as Zuul does: split on whitespace, first
+// field of every line but ".".
+func statusFunctions(t *testing.T, addr string) map[string][]string {
+	t.Helper()
+	c := Dial(t, addr)
+	defer c.Close()
+	out := map[string][]string{}
+	for _, line := range strings.Split(c.Admin("status"), "\n") {
+		parts := strings.Fields(line)
+		if len(parts) == 0 || parts[0] == "." {
+			continue
+		}
+		out[parts[0]] = parts[1:]
+	}
+	return out
+}
+
+// registrations returns every connection's functions by client ID.
+func (r *bridgeRig) registrations() map[string][]string {
+	out := map[string][]string{}
+	for _, w := range r.srv.Snapshot().Workers {
+		fns := append([]string{}, w.Functions...)
+		sort.Strings(fns)
+		out[w.ClientID] = fns
+	}
+	return out
 }
