@@ -90,7 +90,7 @@ type Store interface {
 
 	// SetBuildRef durably records, for the job with the given handle, which
 	// Jenkins queue item or build it started (opaque bytes, owned by the
-	// bridge). It is deleted with the job.
+	// bridge). It is deleted with the job; an empty ref deletes it at once.
 	SetBuildRef(handle string, ref []byte) error
 
 	// BuildRef returns what SetBuildRef recorded for handle, or ok=false.

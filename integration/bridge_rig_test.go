@@ -127,6 +127,29 @@ type zuulClient struct {
 
 func (r *bridgeRig) client() *zuulClient { return &zuulClient{Dial(r.t, r.addr)} }
 
+// rigJob is one submitted job on its own connection, so that the packets
+// of concurrent jobs never interleave in a test.
+type rigJob struct {
+	c      *zuulClient
+	handle string
+}
+
+func (r *bridgeRig) submit(typ protocol.Type, fn, unique string, params map[string]string) *rigJob {
+	r.t.Helper()
+	c := r.client()
+	return &rigJob{c: c, handle: c.submit(typ, fn, unique, params)}
+}
+
+func (j *rigJob) started(within time.Duration) map[string]any {
+	j.c.t.Helper()
+	return j.c.started(j.handle, within)
+}
+
+func (j *rigJob) wait(within time.Duration) buildResult {
+	j.c.t.Helper()
+	return j.c.wait(j.handle, within)
+}
+
 // submit sends a build job with JSON parameters and returns its handle.
 func (c *zuulClient) submit(typ protocol.Type, fn, unique string, params map[string]string) string {
 	c.t.Helper()
@@ -245,7 +268,7 @@ func statusFunctions(t *testing.T, addr string) map[string][]string {
 	c := Dial(t, addr)
 	defer c.Close()
 	out := map[string][]string{}
-	for _, line := range strings.Split(c.Admin("status"), "\n") {
+	for _, line := range strings.Split(c.Admin("status\n"), "\n") {
 		parts := strings.Fields(line)
 		if len(parts) == 0 || parts[0] == "." {
 			continue
