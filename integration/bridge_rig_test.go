@@ -125,7 +125,14 @@ type zuulClient struct {
 	*Conn
 }
 
-func (r *bridgeRig) client() *zuulClient { return &zuulClient{Dial(r.t, r.addr)} }
+// client connects with the exceptions option on, so that a job that could
+// not run shows its reason (without it the server sends WORK_FAIL).
+func (r *bridgeRig) client() *zuulClient {
+	c := &zuulClient{Dial(r.t, r.addr)}
+	c.Send(protocol.OptionReq, "exceptions")
+	c.Expect(protocol.OptionRes, "exceptions")
+	return c
+}
 
 // rigJob is one submitted job on its own connection, so that the packets
 // of concurrent jobs never interleave in a test.
