@@ -137,6 +137,34 @@ func TestBadInput_OverlongFieldsGetErrors(t *testing.T) {
 	expectHealthy(t, s)
 }
 
+func TestBadInput_TooFewArgumentsGetAnErrorAndKeepTheConnection(t *testing.T) {
+	s := StartGearbridge(t)
+	c := Dial(t, s.Addr)
+	for _, tc := range []struct {
+		name string
+		typ  p.Type
+		data string
+	}{
+		// PROTOCOL's 3-argument SUBMIT_REDUCE_JOB (libgearman sends 4);
+		// gearmand 1.1.20 drops the connection on it.
+		{"3-arg SUBMIT_REDUCE_JOB", p.SubmitReduceJob, "fn\x00u\x00reducer\x00data"},
+		{"SUBMIT_JOB without NULs", p.SubmitJob, "fnonly"},
+		{"SUBMIT_JOB_EPOCH with 2 args", p.SubmitJobEpoch, "fn\x00u\x00"},
+		{"WORK_STATUS with 1 arg", p.WorkStatus, "H:x:1"},
+		{"CAN_DO_TIMEOUT with 1 arg", p.CanDoTimeout, "fn"},
+	} {
+		c.SendRaw(rawPacket(p.ReqMagic, uint32(tc.typ), []byte(tc.data)))
+		if got := c.Read(); got.Type != p.Error {
+			t.Errorf("%s: got %v, want ERROR", tc.name, got)
+		}
+		c.Barrier()
+	}
+	// None of them created a job.
+	if st := c.Admin("show jobs\n"); st != ".\n" {
+		t.Errorf("show jobs: %q", st)
+	}
+}
+
 func expectError(t *testing.T, got Pkt, code string) {
 	t.Helper()
 	if got.Type != p.Error || !bytes.HasPrefix(got.Data, []byte(code+"\x00")) {
