@@ -37,6 +37,8 @@ type rigMaster struct {
 	emu  *jenkinstest.Emulator
 	// extra YAML lines for the master's config entry
 	extra string
+	// badToken configures a wrong API token.
+	badToken bool
 }
 
 // startBridgeRig starts a job server (with st as its store, or memory) and
@@ -68,6 +70,9 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 	for _, m := range masters {
 		user := "gearbridge"
 		token := m.emu.AddUser(user, "secret")
+		if m.badToken {
+			token = "not-the-token"
+		}
 		env := "GEARBRIDGE_TEST_TOKEN_" + strings.ToUpper(m.name)
 		t.Setenv(env, token)
 		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    user: %s\n    token_env: %s\n    poll_interval: 200ms\n    request_timeout: 2s\n%s",

@@ -1,0 +1,161 @@
+package integration
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
+	"github.com/gearbridge/gearbridge/protocol"
+	"github.com/gearbridge/gearbridge/server"
+	"github.com/gearbridge/gearbridge/store"
+)
+
+// A job that cannot run ends with one WORK_EXCEPTION carrying the reason
+// and no result, so that Zuul runs it again.
+func expectFailedToRun(t *testing.T, res buildResult, reason string) {
+	t.Helper()
+	if res.final != protocol.WorkException || len(res.packets) != 1 && res.packets[len(res.packets)-2] == protocol.WorkComplete {
+		t.Fatalf("packets %v, want one WORK_EXCEPTION at the end", res.packets)
+	}
+	if res.data != nil && res.data["result"] != nil {
+		t.Fatalf("a failed job carried a result: %v", res.data)
+	}
+	if !strings.Contains(res.reason, reason) {
+		t.Fatalf("reason %q does not mention %q", res.reason, reason)
+	}
+}
+
+func oneNodeJenkins(t *testing.T) *jenkinstest.Emulator {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n", Executors: 1}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job"}))
+	return e
+}
+
+func TestBridge_TriggerErrorFailsTheJob(t *testing.T) {
+	e := oneNodeJenkins(t)
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	remove, err := e.InjectFault("POST .*/build$", jenkinstest.Fault{Status: 500, Body: "boom"})
+	must(t, err)
+	expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:job", "", nil).wait(20*time.Second), "500")
+	remove()
+	// The worker goes on taking jobs.
+	if res := rig.submit(protocol.SubmitJob, "build:job", "", nil).wait(10 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("after the fault: %v %s", res.packets, res.reason)
+	}
+}
+
+func TestBridge_UnreachableJenkinsMeansNoGrabs(t *testing.T) {
+	e := oneNodeJenkins(t)
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	remove, err := e.InjectFault(".", jenkinstest.Fault{Reset: true})
+	must(t, err)
+	// Wait for the bridge to notice: its polls keep failing.
+	before := len(e.Requests())
+	eventually(t, 10*time.Second, "failed polls", func() bool { return len(e.Requests()) >= before+2 })
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	eventually(t, 10*time.Second, "more failed polls", func() bool { return len(e.Requests()) >= before+4 })
+	if st := statusFunctions(t, rig.addr)["build:job"]; st[1] != "0" {
+		t.Fatalf("a job was taken while Jenkins was down: %q", st)
+	}
+	remove()
+	if res := j.wait(15 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("after Jenkins came back: %v %s", res.packets, res.reason)
+	}
+}
+
+func TestBridge_CancelledQueueItemFailsTheJob(t *testing.T) {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n", Executors: 2}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job"})) // not concurrent
+	must(t, e.HoldBuilds(""))
+	// A build started by Jenkins itself blocks the next one of the job.
+	_, err := e.Trigger("job", nil, 0)
+	must(t, err)
+	eventually(t, 5*time.Second, "native build", func() bool { return len(e.RunningBuilds()) == 1 })
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 2)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	var id int
+	eventually(t, 10*time.Second, "queued item", func() bool {
+		items := e.QueueItems()
+		if len(items) == 1 {
+			id = items[0].ID
+		}
+		return id != 0
+	})
+	if !e.CancelQueueItem(id) {
+		t.Fatal("could not cancel")
+	}
+	expectFailedToRun(t, j.wait(10*time.Second), "cancelled")
+}
+
+func TestBridge_DeletedProjectFailsTheRunningJob(t *testing.T) {
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	j.started(10 * time.Second)
+	must(t, e.RemoveJob("job"))
+	expectFailedToRun(t, j.wait(10*time.Second), "gone")
+}
+
+func TestBridge_JenkinsRestartFailsTheRunningJob(t *testing.T) {
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	j.started(10 * time.Second)
+	// A restart: Jenkins is away for a while, and its running builds end
+	// ABORTED. That is not the build's result; Zuul must run it again.
+	remove, err := e.InjectFault(".", jenkinstest.Fault{Status: 503, Body: "Jenkins is restarting"})
+	must(t, err)
+	before := len(e.Requests())
+	eventually(t, 10*time.Second, "refused requests", func() bool { return len(e.Requests()) >= before+3 })
+	e.Restart()
+	remove()
+	expectFailedToRun(t, j.wait(15*time.Second), "aborted")
+}
+
+func TestBridge_BadCredentialsDoNotStopOtherMasters(t *testing.T) {
+	good, bad := oneNodeJenkins(t), oneNodeJenkins(t)
+	rig := startBridgeRig(t, nil, rigMaster{name: "good", emu: good}, rigMaster{name: "bad", emu: bad, badToken: true})
+	rig.waitRegistered("build:job", 1)
+	if n := bad.CountRequests("^POST "); n != 0 {
+		t.Fatalf("%d POSTs with bad credentials", n)
+	}
+	if res := rig.submit(protocol.SubmitJob, "build:job", "", nil).wait(10 * time.Second); res.data["manager"] != "good" {
+		t.Fatalf("%v", res.data)
+	}
+}
+
+func TestBridge_ReconnectsToARestartedJobServer(t *testing.T) {
+	e := oneNodeJenkins(t)
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	rig.srv.Close()
+
+	// A new server on the same address: the workers come back and
+	// register again.
+	srv, err := server.New(server.Config{Store: store.NewMemory(), HandlePrefix: "H:rig2"})
+	must(t, err)
+	var ln net.Listener
+	eventually(t, 10*time.Second, "the port to be free", func() bool {
+		ln, err = net.Listen("tcp", rig.addr)
+		return err == nil
+	})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	rig.srv = srv
+	rig.waitRegistered("build:job", 1)
+	rig.waitRegistered("stop:m", 1)
+	if res := rig.submit(protocol.SubmitJob, "build:job", "", nil).wait(10 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("%v %s", res.packets, res.reason)
+	}
+}
