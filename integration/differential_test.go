@@ -685,3 +685,67 @@ func TestDifferential_TextAndBinaryOnOneConnection(t *testing.T) {
 		r.Note("prioritystatus", c.ReadAdminReply())
 	})
 }
+
+func TestDifferential_ForegroundClientAttachesToBackgroundJob(t *testing.T) {
+	Differential(t, nil, nil, func(r *Transcript) {
+		bg, fg, w := r.Dial(), r.Dial(), r.Dial()
+		bg.Send(p.SubmitJobBg, "att", "u", "bgdata")
+		h := string(r.Read(bg, "bg created").Data)
+		fg.Send(p.SubmitJob, "att", "u", "fgdata")
+		r.WantPkt("fg coalesced", fg.Read(), pkt(p.JobCreated, h))
+		fg.Send(p.GetStatusUnique, "u")
+		r.WantPkt("status unique", fg.Read(), pkt(p.StatusResUnique, "u", "1", "0", "0", "0", "1"))
+		w.Send(p.CanDo, "att")
+		w.Send(p.GrabJob)
+		r.WantPkt("background payload kept", w.Read(), pkt(p.JobAssign, h, "att", "bgdata"))
+		w.Send(p.WorkStatus, h, "1", "3")
+		r.WantPkt("fg status", fg.Read(), pkt(p.WorkStatus, h, "1", "3"))
+		w.Send(p.WorkComplete, h, "done")
+		r.WantPkt("fg complete", fg.Read(), pkt(p.WorkComplete, h, "done"))
+		bg.Barrier()
+	})
+}
+
+func TestDifferential_BackgroundSubmitKeepsJobWhenForegroundClientLeaves(t *testing.T) {
+	Differential(t, nil, nil, func(r *Transcript) {
+		fg, bg, probe, w := r.Dial(), r.Dial(), r.Dial(), r.Dial()
+		fg.Send(p.SubmitJob, "keep", "u", "x")
+		h := string(r.Read(fg, "fg created").Data)
+		bg.Send(p.SubmitJobBg, "keep", "u", "x")
+		r.WantPkt("bg coalesced", bg.Read(), pkt(p.JobCreated, h))
+		fg.Close()
+		eventually(r.T, opTimeout, "listener to detach", func() bool {
+			probe.Send(p.GetStatusUnique, "u")
+			args := probe.Read().Args()
+			return len(args) == 6 && args[5] == "0"
+		})
+		w.Send(p.CanDo, "keep")
+		w.Send(p.GrabJob)
+		// gearmand drops the job with its last foreground listener, losing
+		// the background request; gearbridge keeps it.
+		r.Differs("grab", w.Read().Type.String(), "NO_JOB", "JOB_ASSIGN")
+	})
+}
+
+func TestDifferential_ResetAbilitiesRequeuesAndClearsStatus(t *testing.T) {
+	Differential(t, nil, nil, func(r *Transcript) {
+		c, w1, w2 := r.Dial(), r.Dial(), r.Dial()
+		c.Send(p.SubmitJob, "ra", "u", "x")
+		h := string(r.Read(c, "created").Data)
+		w1.Send(p.CanDo, "ra")
+		w1.Send(p.GrabJob)
+		r.Read(w1, "w1 assign")
+		w1.Send(p.WorkStatus, h, "5", "7")
+		r.WantPkt("status forwarded", c.Read(), pkt(p.WorkStatus, h, "5", "7"))
+		w1.Send(p.ResetAbilities)
+		w1.Barrier()
+		c.Send(p.GetStatus, h)
+		r.WantPkt("requeued, status cleared", c.Read(), pkt(p.StatusRes, h, "1", "0", "0", "0"))
+		w1.Send(p.GrabJob)
+		r.WantPkt("no abilities left", w1.Read(), pkt(p.NoJob))
+		w2.Send(p.CanDo, "ra")
+		w2.Send(p.GrabJob)
+		r.WantPkt("w2 assign", w2.Read(), pkt(p.JobAssign, h, "ra", "x"))
+		c.Barrier()
+	})
+}
