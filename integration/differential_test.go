@@ -749,3 +749,17 @@ func TestDifferential_ResetAbilitiesRequeuesAndClearsStatus(t *testing.T) {
 		c.Barrier()
 	})
 }
+
+func TestDifferential_ExceptionsFlagTurnsOptionOnForEveryone(t *testing.T) {
+	Differential(t, []string{"--exceptions"}, []string{"--exceptions"}, func(r *Transcript) {
+		c, w := r.Dial(), r.Dial()
+		c.Send(p.SubmitJob, "exf", "u", "x")
+		h := string(r.Read(c, "created").Data)
+		w.Send(p.CanDo, "exf")
+		w.Send(p.GrabJob)
+		r.Read(w, "assign")
+		w.Send(p.WorkException, h, "boom")
+		r.WantPkt("exception", c.Read(), pkt(p.WorkException, h, "boom"))
+		c.Barrier()
+	})
+}
