@@ -55,6 +55,7 @@ func TestInjectFault(t *testing.T) {
 	// test advances it.
 	e.InjectFault("^GET /computer/api/json$", jenkinstest.Fault{Delay: 30 * time.Second, Times: 1})
 	done := make(chan int)
+	before := clock.Pending() // the quiet period of the queued item
 	go func() {
 		resp, err := http.Get(e.URL + "/computer/api/json")
 		if err != nil {
@@ -64,7 +65,7 @@ func TestInjectFault(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	eventually(t, "the delayed request to wait on the clock", func() bool { return clock.Pending() > 0 })
+	eventually(t, "the delayed request to wait on the clock", func() bool { return clock.Pending() > before })
 	select {
 	case s := <-done:
 		t.Fatalf("delayed request finished (%d) before the clock moved", s)
