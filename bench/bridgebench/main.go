@@ -1,0 +1,274 @@
+// Command bridgebench measures the Jenkins bridge against emulated masters:
+// builds per second through the bridge, the latency from a submit to the
+// trigger request when an executor is idle, and Jenkins requests per build
+// and per poll, at two sizes to show that polling does not grow with the
+// number of executors. Everything runs in this process on loopback.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gearbridge/gearbridge/bridge"
+	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
+	"github.com/gearbridge/gearbridge/protocol"
+	"github.com/gearbridge/gearbridge/server"
+	"github.com/gearbridge/gearbridge/store"
+)
+
+func main() {
+	builds := flag.Int("builds", 2000, "builds in the throughput run")
+	inflight := flag.Int("inflight", 40, "jobs kept in flight by the clients")
+	latencySamples := flag.Int("latency-samples", 200, "serial submits for the latency run")
+	poll := flag.Duration("poll", time.Second, "the bridge's poll interval")
+	flag.Parse()
+
+	fmt.Println("bridge benchmark: in-process gearbridge, emulated Jenkins masters, zero-length builds")
+	r := newRig(2, 5, 4, *poll) // 2 masters × 5 nodes × 4 executors = 40
+	lat := r.latency(*latencySamples)
+	fmt.Printf("submit→trigger latency, idle executors (%d serial builds): p50 %.2f ms  p99 %.2f ms   target p50 < 50 ms\n",
+		len(lat), ms(pct(lat, 50)), ms(pct(lat, 99)))
+	r.resetCounts()
+	start := time.Now()
+	r.throughput(*builds, *inflight)
+	took := time.Since(start)
+	reqs, polls := r.counts()
+	fmt.Printf("throughput, 2 masters × 20 executors: %d builds in %.2fs = %.0f builds/s   target ≥ 100 builds/s\n",
+		*builds, took.Seconds(), float64(*builds)/took.Seconds())
+	fmt.Printf("Jenkins requests per build: %.2f (besides polling)\n", float64(reqs-3*polls)/float64(*builds))
+	r.close()
+
+	for _, size := range [][3]int{{2, 5, 4}, {2, 50, 4}} {
+		r := newRig(size[0], size[1], size[2], *poll)
+		r.waitWorkers()
+		r.resetCounts()
+		time.Sleep(5 * *poll) // idle: only polling traffic
+		reqs, polls := r.counts()
+		fmt.Printf("polling at %3d executors: %d polls, %.2f requests per poll, %.2f ms per poll\n",
+			size[0]*size[1]*size[2], polls, float64(reqs)/float64(max(polls, 1)), ms(r.pollTime()))
+		r.close()
+	}
+}
+
+type rig struct {
+	emus     []*jenkinstest.Emulator
+	https    []*httptest.Server
+	srv      *server.Server
+	addr     string
+	cancel   context.CancelFunc
+	done     chan struct{}
+	bridge   *bridge.Bridge
+	execs    int
+	pollTook []time.Duration
+}
+
+func newRig(masters, nodes, executors int, poll time.Duration) *rig {
+	r := &rig{execs: masters * nodes * executors}
+	var cfg strings.Builder
+	cfg.WriteString("masters:\n")
+	for m := 0; m < masters; m++ {
+		e := jenkinstest.NewEmulator(jenkinstest.WithRequestLogLimit(2_000_000))
+		hs := httptest.NewServer(e)
+		e.SetRootURL(hs.URL + "/")
+		e.ConfigureBuiltIn(0, jenkinstest.Normal)
+		for n := 0; n < nodes; n++ {
+			e.AddNode(jenkinstest.NodeSpec{Name: fmt.Sprintf("node-%d", n), Labels: []string{"bench"}, Executors: executors})
+		}
+		e.AddJob(jenkinstest.JobSpec{Name: "bench", Label: "bench", Concurrent: true, Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}})
+		token := e.AddUser("bench", "secret")
+		env := "BRIDGEBENCH_TOKEN_" + strconv.Itoa(m)
+		os.Setenv(env, token)
+		fmt.Fprintf(&cfg, "  - name: m%d\n    url: %s\n    user: bench\n    token_env: %s\n    poll_interval: %s\n", m, hs.URL, env, poll)
+		r.emus, r.https = append(r.emus, e), append(r.https, hs)
+	}
+	srv, err := server.New(server.Config{Store: store.NewMemory()})
+	check(err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	go srv.Serve(ln)
+	r.srv, r.addr = srv, ln.Addr().String()
+	bc, err := bridge.ParseConfig([]byte(cfg.String()), "bench")
+	check(err)
+	r.bridge = bridge.New(bc, bridge.Options{Embedded: r.addr, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() { defer close(r.done); r.bridge.Run(ctx) }()
+	return r
+}
+
+func (r *rig) close() {
+	r.cancel()
+	<-r.done
+	r.srv.Close()
+	for i, e := range r.emus {
+		e.Close()
+		r.https[i].Close()
+	}
+}
+
+// waitWorkers waits until every executor has registered build:bench.
+func (r *rig) waitWorkers() {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, f := range r.srv.Snapshot().Functions {
+			if f.Name == "build:bench" && f.Workers == r.execs {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	panic("workers did not register")
+}
+
+func (r *rig) resetCounts() {
+	for _, e := range r.emus {
+		e.ResetRequests()
+	}
+}
+
+// counts returns all requests and polls (computer reads) since the reset.
+func (r *rig) counts() (reqs, polls int) {
+	for _, e := range r.emus {
+		reqs += len(e.Requests())
+		polls += e.CountRequests("^GET /computer/api/json")
+	}
+	return reqs, polls
+}
+
+// pollTime is the mean time of the node reads in the request log, from
+// one request to the next of the same poll.
+func (r *rig) pollTime() time.Duration {
+	var total time.Duration
+	n := 0
+	for _, e := range r.emus {
+		reqs := e.Requests()
+		for i := 0; i+2 < len(reqs); i++ {
+			if reqs[i].Path == "/api/json" && strings.HasPrefix(reqs[i+2].Path, "/label/") {
+				total += reqs[i+2].Time.Sub(reqs[i].Time)
+				n++
+			}
+		}
+	}
+	return total / time.Duration(max(n, 1))
+}
+
+// latency submits one job at a time and measures the time from the submit
+// to the moment Jenkins queued the build.
+func (r *rig) latency(n int) []time.Duration {
+	r.waitWorkers()
+	c := dial(r.addr)
+	defer c.Close()
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		uuid := fmt.Sprintf("lat-%d", i)
+		sent := time.Now()
+		handle := c.submit(uuid)
+		c.waitEnd(handle)
+		enq := r.enqueued(uuid)
+		out = append(out, enq.Sub(sent))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *rig) enqueued(uuid string) time.Time {
+	for _, e := range r.emus {
+		for _, it := range e.QueueHistory() {
+			if it.Params["ZUUL_UUID"] == uuid {
+				return it.Enqueued
+			}
+		}
+	}
+	panic("no queue item for " + uuid)
+}
+
+// throughput keeps inflight jobs running until n have completed.
+func (r *rig) throughput(n, inflight int) {
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for w := 0; w < inflight; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(r.addr)
+			defer c.Close()
+			for i := range jobs {
+				c.waitEnd(c.submit(fmt.Sprintf("tp-%d", i)))
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+type conn struct {
+	net.Conn
+	r *protocol.Reader
+}
+
+func dial(addr string) *conn {
+	nc, err := net.Dial("tcp", addr)
+	check(err)
+	return &conn{Conn: nc, r: protocol.NewResponseReader(nc, 1<<20)}
+}
+
+func (c *conn) submit(uuid string) string {
+	payload, _ := json.Marshal(map[string]string{"ZUUL_UUID": uuid})
+	_, err := c.Write(protocol.AppendRequest(nil, protocol.SubmitJob, []byte("build:bench"), []byte(uuid), payload))
+	check(err)
+	p := c.read()
+	if p.Type != protocol.JobCreated {
+		panic("submit: " + p.Type.String())
+	}
+	return string(p.Args[0])
+}
+
+func (c *conn) read() *protocol.Packet {
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	p, err := c.r.ReadPacket()
+	check(err)
+	return p
+}
+
+// waitEnd reads until the job's WORK_COMPLETE (anything else is an error).
+func (c *conn) waitEnd(handle string) {
+	for {
+		p := c.read()
+		switch p.Type {
+		case protocol.WorkComplete:
+			return
+		case protocol.WorkFail, protocol.WorkException:
+			panic("job " + handle + " failed: " + string(p.Arg(1)))
+		}
+	}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bridgebench:", err)
+		os.Exit(1)
+	}
+}
