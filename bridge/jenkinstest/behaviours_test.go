@@ -215,6 +215,10 @@ func TestBehaviour05_StatusCodesAndLocations(t *testing.T) {
 			t.Errorf("POST %s = %d Location %q, want 302 %q", tc.path, r.status, r.header.Get("Location"), tc.want)
 		}
 	}
+	b := c.get(bp + "api/json?tree=description,building,result")
+	if b.header.Get("X-Jenkins") != jenkinstest.VersionCurrent || !strings.Contains(b.body, `"description":"hi"`) {
+		t.Errorf("build after submitDescription: X-Jenkins %q, body %s", b.header.Get("X-Jenkins"), b.body)
+	}
 	if got := c.get(bp + "stop").status; got != http.StatusMethodNotAllowed {
 		t.Errorf("GET stop = %d, want 405", got)
 	}

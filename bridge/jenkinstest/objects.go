@@ -283,8 +283,11 @@ func (e *Emulator) queueItemObj(it *queueItem) *object {
 		fmt.Fprintf(&params, "\n%s=%s", v.name, v.value)
 	}
 	var why any = it.why
-	if it.state == stateLeft {
+	switch it.state {
+	case stateLeft:
 		why = nil
+	case stateWaiting: // counts down between maintenance passes too
+		why = "In the quiet period. Expires in " + timeSpan(max(0, it.due.Sub(e.Clock.Now())))
 	}
 	o := obj(class,
 		p("actions", e.actionObjs(it.params, it.user)),
@@ -470,12 +473,15 @@ func (e *Emulator) labelObj(l Label) *object {
 		}
 	}
 	name := l.String()
-	var tied []*object
-	for _, j := range e.jobs {
-		if !j.folder && j.label != nil && j.label.String() == name {
-			tied = append(tied, e.taskObj(j))
+	tied := lazy(func() any {
+		var out []*object
+		for _, j := range e.jobs {
+			if !j.folder && j.label != nil && j.label.String() == name {
+				out = append(out, e.taskObj(j))
+			}
 		}
-	}
+		return out
+	})
 	return obj(class,
 		p("actions", []*object{}),
 		p("busyExecutors", busy),
@@ -486,7 +492,7 @@ func (e *Emulator) labelObj(l Label) *object {
 		pv("name", 2, name),
 		p("nodes", objs(nodes...)),
 		p("offline", total == 0),
-		p("tiedJobs", objs(tied...)),
+		p("tiedJobs", tied),
 		p("totalExecutors", total),
 	)
 }

@@ -236,11 +236,11 @@ func (e *Emulator) scheduleLocked(j *job, pvs []paramValue, quiet time.Duration,
 	e.queue = append(e.queue, it)
 	e.active[it.id] = it
 	e.history = append(e.history, it)
+	// A new item is a WaitingItem, even with no quiet period, until a
+	// maintenance pass looks at it.
+	it.why = "In the quiet period. Expires in " + timeSpan(quiet)
 	if quiet > 0 {
-		it.why = "In the quiet period. Expires in " + timeSpan(quiet)
 		e.wakeAt(due)
-	} else {
-		it.why = "???"
 	}
 	return it, false
 }

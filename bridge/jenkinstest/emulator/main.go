@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,13 +22,17 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "emulator:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx is done. The first line on stdout names the URL,
+// so scripts can wait for it instead of sleeping.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
 	scenario := fs.String("scenario", "", "scenario YAML file (users, nodes, jobs)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
@@ -62,7 +67,7 @@ func run(args []string) error {
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("Jenkins emulator %s serving %s\n", e.Version(), url)
+	fmt.Fprintf(stdout, "Jenkins emulator %s serving %s\n", e.Version(), url)
 	for _, n := range e.Nodes() {
 		if n.Executors > 0 {
 			logger.Info("node", "name", n.Name, "labels", n.Labels, "executors", n.Executors, "mode", n.Mode)
@@ -70,17 +75,16 @@ func run(args []string) error {
 	}
 	logger.Info("jobs", "names", e.Jobs())
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
-	case s := <-sig:
-		logger.Info("stopping", "signal", s.String())
+	case <-ctx.Done():
+		logger.Info("stopping")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	e.Close() // releases requests held by injected delays
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return srv.Shutdown(sctx)
 }
