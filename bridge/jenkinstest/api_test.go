@@ -357,3 +357,34 @@ func TestConcurrentLoad(t *testing.T) {
 		t.Fatalf("%d items waited for an executor with 20 free", len(w))
 	}
 }
+
+func TestAnonymousReadAndForcedCrumbs(t *testing.T) {
+	e := jenkinstest.New(t, jenkinstest.WithAnonymousRead(true))
+	e.AddUser("alice", "pw")
+	mustJob(t, e, jenkinstest.JobSpec{Name: "plain"})
+	anon := newClient(t, e.URL, "", "")
+	if r := anon.get("/api/json"); r.status != http.StatusOK {
+		t.Errorf("anonymous read = %d, want 200", r.status)
+	}
+	if r := anon.post("/job/plain/build", nil); r.status != http.StatusForbidden {
+		t.Errorf("anonymous POST = %d, want 403", r.status)
+	}
+	if m := anon.json("/whoAmI/api/json"); m["anonymous"] != true || m["name"] != "anonymous" {
+		t.Errorf("whoAmI = %v", m)
+	}
+
+	// Crumbs forced on without security: anonymous POSTs need one too.
+	open := jenkinstest.New(t, jenkinstest.WithCrumbs(true))
+	mustJob(t, open, jenkinstest.JobSpec{Name: "plain"})
+	c := newClient(t, open.URL, "", "")
+	if r := c.post("/job/plain/build", nil); r.status != http.StatusForbidden {
+		t.Errorf("POST without crumb = %d, want 403", r.status)
+	}
+	c.fetchCrumb()
+	if r := c.post("/job/plain/build", nil); r.status != http.StatusCreated {
+		t.Errorf("POST with crumb = %d, want 201", r.status)
+	}
+	if m := c.json("/api/json?tree=useCrumbs,useSecurity"); m["useCrumbs"] != true || m["useSecurity"] != false {
+		t.Errorf("root = %v", m)
+	}
+}
