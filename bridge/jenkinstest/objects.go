@@ -3,6 +3,8 @@ package jenkinstest
 import (
 	"fmt"
 	"strings"
+
+	"github.com/gearbridge/gearbridge/bridge/label"
 )
 
 // This file builds the exported beans, with the @Exported visibilities
@@ -456,7 +458,7 @@ func (e *Emulator) nodeObj(n *node) *object {
 
 func (e *Emulator) labelObj(l Label) *object {
 	class := classLabelAtom
-	if _, atom := l.(labelAtom); !atom {
+	if !label.IsAtom(l) {
 		class = "hudson.model.labels.LabelExpression"
 	}
 	var nodes []*object

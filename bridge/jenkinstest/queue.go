@@ -2,8 +2,11 @@ package jenkinstest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/gearbridge/gearbridge/bridge/label"
 )
 
 type itemState int
@@ -176,7 +179,7 @@ func resolveParams(j *job, get func(string) (string, bool)) ([]paramValue, error
 		case ChoiceParam:
 			if !ok {
 				v = d.Choices[0]
-			} else if !containsString(d.Choices, v) {
+			} else if !slices.Contains(d.Choices, v) {
 				return nil, fmt.Errorf("Illegal choice for parameter %s: %s", d.Name, v)
 			}
 		case BooleanParam:
@@ -228,7 +231,7 @@ func (e *Emulator) scheduleLocked(j *job, pvs []paramValue, quiet time.Duration,
 		}
 		switch pv.typ {
 		case NodeParam:
-			it.pin = labelAtom(pv.value)
+			it.pin = label.Atom(pv.value)
 		case LabelParam:
 			it.pin = labelFor(pv.value)
 		}
@@ -367,7 +370,7 @@ func (e *Emulator) noteWait(it *queueItem, now time.Time, s itemState, why strin
 	if it.waitStart.IsZero() {
 		it.waitStart = now
 	}
-	if len(it.waitReasons) < 10 && !containsString(it.waitReasons, why) {
+	if len(it.waitReasons) < 10 && !slices.Contains(it.waitReasons, why) {
 		it.waitReasons = append(it.waitReasons, why)
 	}
 }

@@ -240,3 +240,13 @@ func Lenient(expr string) Expr {
 	}
 	return labelAtom(expr)
 }
+
+// IsAtom reports whether e is a single label atom rather than an
+// expression (Jenkins reports the two with different classes).
+func IsAtom(e Expr) bool {
+	_, ok := e.(labelAtom)
+	return ok
+}
+
+// Atom returns the expression made of the one atom name.
+func Atom(name string) Expr { return labelAtom(name) }

@@ -1,0 +1,115 @@
+package bridge
+
+import (
+	"testing"
+	"time"
+)
+
+func node(idle int, busy ...string) *nodeInfo {
+	n := &nodeInfo{online: true, idle: idle, busyURLs: map[string]bool{}}
+	for _, u := range busy {
+		n.busyURLs[u] = true
+	}
+	return n
+}
+
+func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
+	g := newGate()
+	if g.tryReserve() {
+		t.Fatal("a gate opens only with a poll")
+	}
+	g.update(false, node(2), time.Now())
+	if !g.tryReserve() || !g.tryReserve() || g.tryReserve() {
+		t.Fatal("two idle executors give exactly two reservations")
+	}
+	g.release()
+	c := g.startBuild(false) // the other reservation took a job
+	if !g.tryReserve() || g.tryReserve() {
+		t.Fatal("one executor left")
+	}
+	g.release()
+
+	// The next poll shows the build busy on one executor: still one free.
+	g.started(c, "http://j/job/x/1/")
+	g.update(false, node(1, "http://j/job/x/1/"), time.Now())
+	if got := g.free(); got != 1 {
+		t.Fatalf("free = %d, want 1", got)
+	}
+	// It ends: its executor is free at once, before any poll.
+	g.finished(c)
+	if got := g.free(); got != 2 {
+		t.Fatalf("free after the build = %d, want 2", got)
+	}
+	// The next poll no longer shows it; nothing is counted twice.
+	g.update(false, node(2), time.Now())
+	if got := g.free(); got != 2 || len(g.builds) != 0 {
+		t.Fatalf("free = %d with %d claims", got, len(g.builds))
+	}
+}
+
+func TestGateClosesForOfflineQuietingAndHeldNodes(t *testing.T) {
+	g := newGate()
+	g.update(true, node(3), time.Now()) // quieting down or unreachable
+	if g.free() > 0 {
+		t.Fatal("blocked gate is open")
+	}
+	off := node(3)
+	off.online = false
+	g.update(false, off, time.Now())
+	if g.free() > 0 {
+		t.Fatal("offline node is open")
+	}
+	g.update(false, node(3), time.Now())
+	if !g.tryReserve() {
+		t.Fatal("gate should be open")
+	}
+	c := g.startBuild(false)
+	g.holdNode(c)
+	if g.free() > 0 {
+		t.Fatal("a node held for OFFLINE_NODE_WHEN_COMPLETE takes nothing else")
+	}
+	g.finished(c)
+	g.block() // taken offline: closed until a poll that began later
+	g.update(false, node(3), time.Now().Add(-time.Second))
+	if g.free() > 0 {
+		t.Fatal("an older poll reopened a node we took offline")
+	}
+	g.update(false, node(3), time.Now().Add(time.Second))
+	if g.free() != 3 {
+		t.Fatalf("free = %d after a newer poll", g.free())
+	}
+}
+
+func TestGateOverbookedWhenJenkinsTakesExecutors(t *testing.T) {
+	g := newGate()
+	g.update(false, node(2), time.Now())
+	g.tryReserve()
+	g.tryReserve()
+	g.update(false, node(1), time.Now()) // Jenkins started a build of its own
+	if !g.overbooked() {
+		t.Fatal("two sleepers for one executor should be overbooked")
+	}
+	g.release()
+	if g.overbooked() {
+		t.Fatal("one sleeper for one executor is fine")
+	}
+}
+
+func TestGateChangedIsClosedOnRelease(t *testing.T) {
+	g := newGate()
+	ch := g.Changed()
+	g.update(false, node(1), time.Now())
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a poll did not signal")
+	}
+	ch = g.Changed()
+	g.tryReserve()
+	g.release()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a release did not signal")
+	}
+}
