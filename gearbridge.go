@@ -100,6 +100,13 @@ type Store interface {
 	Close() error
 }
 
+// Volatile is implemented by stores that keep nothing across restarts
+// (--durability none). The server acknowledges jobs at once and does not
+// hand them to such a store.
+type Volatile interface {
+	Volatile()
+}
+
 // Backuper is implemented by stores that can stream a consistent copy of
 // themselves while they keep accepting writes.
 type Backuper interface {

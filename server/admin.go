@@ -27,7 +27,7 @@ func (s *Server) handleAdmin(c *session, line []byte) {
 		cmd = strings.ToLower(args[0])
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.current = c
 	defer func() { s.current = nil }()
 

@@ -35,7 +35,7 @@ func (s *Server) handle(c *session, msg protocol.Message) {
 	s.current = c
 	newJob := s.dispatch(c, msg.Packet)
 	s.current = nil
-	s.mu.Unlock()
+	s.unlock()
 	if newJob != nil {
 		s.persist(c, newJob)
 	}
@@ -212,6 +212,13 @@ func (s *Server) submit(c *session, fnName, uniqueArg, epochArg, payload []byte,
 	}
 	if !background {
 		s.attach(j, c)
+	}
+	if s.volatile {
+		s.jobs[handle] = j
+		s.metrics.submitted.Inc()
+		s.send(c, protocol.AppendResponse(nil, protocol.JobCreated, []byte(handle)))
+		s.enqueue(j)
+		return nil
 	}
 	f.pending++
 	s.waitForCommit(c, j, protocol.AppendResponse(nil, protocol.JobCreated, []byte(handle)))

@@ -3,8 +3,8 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/gearbridge/gearbridge"
@@ -81,6 +81,10 @@ func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
 		enc.Encode(s.Snapshot())
 	})
 	mux.HandleFunc("GET /{$}", s.statusPage)
+	// Profiles, for operators chasing a slow server (HTTP is loopback by
+	// default).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		if backup == nil {
 			http.Error(w, "this server keeps no durable store (--durability none)", http.StatusNotFound)
@@ -114,5 +118,3 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 func htmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
-
-var _ = slog.LevelInfo

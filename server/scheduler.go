@@ -86,7 +86,7 @@ const wakeGrace = 500 * time.Millisecond
 // workers woken within the grace period.
 func (s *Server) rewake() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.rewakeTimer = nil
 	now := s.cfg.Now()
 	for _, f := range s.functions {
@@ -162,7 +162,7 @@ func (s *Server) assign(c *session, j *job) {
 
 func (s *Server) workerTimedOut(j *job, assignment uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if j.state != stateRunning || j.assignment != assignment {
 		return
 	}
@@ -322,7 +322,7 @@ func (s *Server) newHandle() (uint64, string) {
 // self is the session whose reader goroutine is calling, if any.
 func (s *Server) committed(j *job, err error, self *session) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.current = self
 	defer func() { s.current = nil }()
 	waiters := j.commitWaiters

@@ -63,10 +63,13 @@ type Config struct {
 
 // Server is a Gearman job server. Create it with New, then call Serve.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   gearbridge.Store
-	metrics *metrics
+	cfg   Config
+	log   *slog.Logger
+	store gearbridge.Store
+	// volatile stores are skipped on the submit path: a job is queued and
+	// acknowledged at once.
+	volatile bool
+	metrics  *metrics
 
 	mu        sync.Mutex
 	functions map[string]*function
@@ -80,7 +83,8 @@ type Server struct {
 	rewakeTimer *time.Timer
 	lastID      uint64
 	queueSeq    uint64
-	current     *session // the session whose reader holds mu, if any
+	current     *session   // the session whose reader holds mu, if any
+	toFlush     []*session // connections with output queued under mu by others
 	listeners   []net.Listener
 	closing     bool
 	connWG      sync.WaitGroup
@@ -125,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		unique:    map[string]*job{},
 		sessions:  map[uint64]*session{},
 	}
+	_, s.volatile = cfg.Store.(gearbridge.Volatile)
 	s.metrics = newMetrics(s)
 	if err := s.restore(); err != nil {
 		return nil, err
@@ -256,7 +261,7 @@ func (s *Server) closeSession(c *session) {
 	}
 	c.replies = nil
 	delete(s.sessions, c.id)
-	s.mu.Unlock()
+	s.unlock()
 
 	c.outMu.Lock()
 	c.dead = true
@@ -329,6 +334,21 @@ func (s *Server) function(name string) *function {
 	return f
 }
 
+// unlock releases s.mu and then writes what was queued for connections
+// other than the current one: the write happens outside the lock, on this
+// goroutine, without waking each connection's writer.
+func (s *Server) unlock() {
+	list := s.toFlush
+	s.toFlush = nil
+	for _, c := range list {
+		c.flushQueued = false
+	}
+	s.mu.Unlock()
+	for _, c := range list {
+		c.tryFlush()
+	}
+}
+
 // send writes data to c in reply order. Must hold s.mu.
 func (s *Server) send(c *session, data []byte) {
 	if c.closed {
@@ -359,7 +379,7 @@ func (s *Server) releaseReplies(c *session) {
 func (s *Server) sendError(c *session, code, text string) {
 	s.mu.Lock()
 	s.send(c, protocol.AppendError(nil, code, text))
-	s.mu.Unlock()
+	s.unlock()
 }
 
 // scheduleDelayed arms the timer for the earliest not-yet-due epoch job.
@@ -379,7 +399,7 @@ func (s *Server) scheduleDelayed() {
 // wakes their workers.
 func (s *Server) releaseDue() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	now := s.cfg.Now().Unix()
 	for len(s.delayed) > 0 && s.delayed[0].Epoch <= now {
 		j := heap.Pop(&s.delayed).(*job)

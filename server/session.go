@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gearbridge/gearbridge/protocol"
@@ -31,6 +32,10 @@ type session struct {
 	attached   map[*job]struct{} // jobs this session listens to
 	replies    []*outEntry       // ordered replies behind a pending commit
 	closed     bool
+	// flushQueued: the session is in Server.toFlush.
+	flushQueued bool
+
+	raw syscall.RawConn // for non-blocking writes; nil if not a socket
 
 	// Output, guarded by outMu (a leaf lock: nothing else is taken under it).
 	outMu   sync.Mutex
@@ -57,7 +62,12 @@ func newSession(srv *Server, id uint64, nc net.Conn) *session {
 	if host, _, err := net.SplitHostPort(remote); err == nil {
 		remote = host
 	}
+	var raw syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	return &session{
+		raw:       raw,
 		srv:       srv,
 		id:        id,
 		nc:        nc,
@@ -93,16 +103,19 @@ func (c *session) serve() {
 			return
 		}
 		if r.Buffered() == 0 || c.pendingOutput() > flushEvery {
-			if c.flush() != nil {
-				return
-			}
+			// Never block on our own replies: a client that does not read
+			// them fills its output up to the cap and is cut off there,
+			// while its requests are still read.
+			c.tryFlush()
 		}
 	}
 }
 
-// queue appends data to the connection's output. It reports false when the
-// output cap is exceeded, after which the connection is closed.
-func (c *session) queue(data []byte, signal bool) bool {
+// queue appends data to the connection's output; s.mu must be held. A
+// connection other than the one whose reader holds s.mu is written when
+// s.mu is released (Server.unlock). It reports false when the output cap
+// is exceeded, after which the connection is closed.
+func (c *session) queue(data []byte, other bool) bool {
 	c.outMu.Lock()
 	if c.dead {
 		c.outMu.Unlock()
@@ -117,13 +130,72 @@ func (c *session) queue(data []byte, signal bool) bool {
 	}
 	c.out = append(c.out, data...)
 	c.outMu.Unlock()
-	if signal {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	if other && !c.flushQueued {
+		c.flushQueued = true
+		c.srv.toFlush = append(c.srv.toFlush, c)
 	}
 	return true
+}
+
+// tryFlush writes pending output without blocking: what the socket takes
+// now goes at once, on the caller's goroutine (no hand-off to the writer
+// goroutine for the common small packet); the rest is left to writeLoop.
+func (c *session) tryFlush() {
+	c.outMu.Lock()
+	if c.writing || c.dead {
+		c.outMu.Unlock()
+		return
+	}
+	c.writing = true
+	// Loop: whoever found writing set left its output to us.
+	for len(c.out) > 0 {
+		buf := c.out
+		c.out, c.spare = c.spare[:0], nil
+		c.outMu.Unlock()
+		n, err := c.writeNow(buf)
+		c.outMu.Lock()
+		if n < len(buf) || err != nil {
+			// Keep the rest first, before anything queued meanwhile, and
+			// let writeLoop wait for the socket.
+			rest := append(make([]byte, 0, len(buf)-n+len(c.out)), buf[n:]...)
+			c.out = append(rest, c.out...)
+			c.writing = false
+			c.outMu.Unlock()
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
+		if cap(buf) <= 1<<20 {
+			c.spare = buf[:0]
+		}
+	}
+	c.writing = false
+	c.outMu.Unlock()
+}
+
+// writeNow is one non-blocking write(2): it returns what the socket took.
+func (c *session) writeNow(buf []byte) (int, error) {
+	if c.raw == nil {
+		return 0, nil // not a socket: leave it to writeLoop
+	}
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), buf)
+		return true // never wait: that is writeLoop's job
+	})
+	if n < 0 {
+		n = 0
+	}
+	if werr == syscall.EAGAIN {
+		werr = nil
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, werr
 }
 
 func (c *session) pendingOutput() int {

@@ -20,6 +20,9 @@ func NewMemory() *Memory {
 	return &Memory{buildRefs: map[string][]byte{}, handles: map[uint64]string{}}
 }
 
+// Volatile marks the store as keeping nothing across restarts.
+func (m *Memory) Volatile() {}
+
 // Restore has nothing to restore.
 func (m *Memory) Restore(func(*gearbridge.Job) error) (uint64, error) { return 0, nil }
 
@@ -68,4 +71,7 @@ func (m *Memory) BuildRef(handle string) ([]byte, bool, error) {
 // Close does nothing.
 func (m *Memory) Close() error { return nil }
 
-var _ gearbridge.Store = (*Memory)(nil)
+var (
+	_ gearbridge.Store    = (*Memory)(nil)
+	_ gearbridge.Volatile = (*Memory)(nil)
+)
