@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # bench/run.sh: gearbridge against C gearmand 1.1.20, scenario by scenario.
 #
-# Builds gearbridge and bench/loadgen, starts every server fresh on free
-# loopback ports for every run (so no run sees another's queue), and prints
-# each pair side by side with the ratio gearbridge/gearmand (above 1 means
-# gearbridge is faster). All processes are stopped on exit.
+# Builds gearbridge and the load generators, starts every server fresh on
+# free loopback ports for every run (so no run sees another's queue), and
+# prints each pair side by side with the ratio gearbridge/gearmand (above 1
+# means gearbridge is faster). All processes are stopped on exit.
+#
+# The in-memory scenarios are driven by bench/cload, a C client with one
+# blocking socket per connection: on 2 cores the client shares the CPUs
+# with the server, and a lean client leaves them to the server. Durable
+# scenarios use bench/loadgen (Go), which reads fsync counts from /metrics.
+# Every run also reports the server's own CPU time per job, read from
+# /proc: the efficiency of the server whatever the client costs.
 #
 # Knobs (environment): BENCH_JOBS (background submits, default 20000),
 # BENCH_DRAIN_JOBS (50000), BENCH_RT_JOBS (foreground round trips, 10000),
@@ -38,9 +45,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building gearbridge and loadgen..."
+echo "building gearbridge, loadgen and cload..."
 go build -o "$tmp/gearbridge" ./cmd/gearbridge
 go build -o "$tmp/loadgen" ./bench/loadgen
+cc -O2 -pthread -o "$tmp/cload" bench/cload/cload.c
 
 # wait_port PORT: poll until the server accepts connections (10 s), or fail
 # at once if it died (for example, the port was taken meanwhile).
@@ -74,6 +82,10 @@ start() {
 			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
 				--pid-file="$tmp/gm.pid" --config-file=/dev/null &
 			;;
+		gm-t0)
+			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
+				--pid-file="$tmp/gm.pid" --config-file=/dev/null --threads=0 &
+			;;
 		gm-sqlite)
 			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
 				--pid-file="$tmp/gm.pid" --config-file=/dev/null -q libsqlite3 --libsqlite3-db="$tmp/gm.sqlite" &
@@ -98,16 +110,30 @@ stop() {
 	pid=""
 }
 
-# run KIND SCENARIO ARGS...: one loadgen run against a fresh server; prints
-# the result line and stores it in $line.
+# cpu_ticks: the server's user+system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# run KIND SCENARIO ARGS...: one load generator run against a fresh server;
+# prints the result line (plus the server's CPU per job) and stores it in
+# $line. CLIENT selects the generator: cload (default) or loadgen.
 run() {
 	local kind=$1 scenario=$2
 	shift 2
 	start "$kind"
-	local extra=()
-	[[ -n $metrics ]] && extra=(--metrics "$metrics")
-	line=$(timeout 300 "$tmp/loadgen" --server "$addr" --label "$kind" --scenario "$scenario" \
-		--duration "$DURATION" "${extra[@]}" "$@")
+	local t0 t1
+	t0=$(cpu_ticks)
+	if [[ ${CLIENT:-cload} == loadgen ]]; then
+		local extra=()
+		[[ -n $metrics ]] && extra=(--metrics "$metrics")
+		line=$(timeout 300 "$tmp/loadgen" --server "$addr" --label "$kind" --scenario "$scenario" \
+			--duration "$DURATION" "${extra[@]}" "$@")
+	else
+		line=$(timeout 300 "$tmp/cload" --server "$addr" --label "$kind" --scenario "$scenario" \
+			--duration "${DURATION%s}" "$@")
+	fi
+	t1=$(cpu_ticks)
+	line+=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$(field "$line" jobs)" \
+		'BEGIN { if (n > 0) printf " server_cpu_us_per_job=%.1f", t / hz * 1e6 / n }')
 	stop
 	echo "  $line"
 }
@@ -116,8 +142,9 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 summary=()
-# pair TITLE SCENARIO ARGS...: the scenario against gearbridge (in memory)
-# and C gearmand (in memory).
+# pair TITLE SCENARIO ARGS...: the scenario against gearbridge (in memory),
+# C gearmand as installed (the reference) and C gearmand --threads=0 (its
+# fastest setting on a small machine, for information).
 pair() {
 	local title=$1
 	shift
@@ -126,9 +153,14 @@ pair() {
 	local gb=$line
 	run gm "$@"
 	local gm=$line
+	run gm-t0 "$@"
+	local t0=$line
 	local s
-	s=$(printf '%-44s gearbridge %8s/s  gearmand %8s/s  ratio %s' "$title" \
-		"$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)")")
+	s=$(printf '%-44s gearbridge %8s/s  gearmand %8s/s  ratio %s   (gearmand -t0 %s/s, ratio %s)' "$title" \
+		"$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)")" \
+		"$(field "$t0" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$t0" jobs_per_s)")")
+	s+=$(printf '\n%-44s server CPU per job %s vs %s us: %sx less' "" "$(field "$gb" server_cpu_us_per_job)" \
+		"$(field "$gm" server_cpu_us_per_job)" "$(ratio "$(field "$gm" server_cpu_us_per_job)" "$(field "$gb" server_cpu_us_per_job)")")
 	if [[ -n $(field "$gb" p50_ms) ]]; then
 		s+=$(printf '\n%-44s p50 %s vs %s ms, p99 %s vs %s ms' "" "$(field "$gb" p50_ms)" "$(field "$gm" p50_ms)" "$(field "$gb" p99_ms)" "$(field "$gm" p99_ms)")
 	fi
@@ -163,6 +195,7 @@ pair "background submit, 4 clients" submit-bg --clients 4 --jobs "$JOBS"
 pair "drain $DRAIN_JOBS queued jobs, 4 workers" drain --workers 4 --jobs "$DRAIN_JOBS"
 pair "foreground round trip, 4 clients, 4 workers" roundtrip --clients 4 --workers 4 --jobs "$RT_JOBS"
 pair "500 idle workers on 50 functions, 4 clients" idle-workers --idle 500 --functions 50 --clients 4 --jobs "$IDLE_JOBS"
+export CLIENT=loadgen
 durable "durable background submit, 4 clients" submit-bg --clients 4 --jobs "$DURABLE_JOBS"
 durable "durable background submit, 16 clients" submit-bg --clients 16 --jobs "$DURABLE_JOBS"
 durable "durable pipelined submit, 1 connection" submit-pipelined --conns 1 --jobs "$DURABLE_JOBS"
@@ -171,3 +204,7 @@ durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --j
 echo
 echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ))"
 printf '%s\n' "${summary[@]}"
+
+echo
+echo "Jenkins bridge (bench/bridgebench: emulated masters, zero-length builds)"
+go run ./bench/bridgebench
