@@ -225,12 +225,11 @@ func parseParameters(payload []byte) (map[string]string, error) {
 		if err := json.Unmarshal(v, &scalar); err != nil {
 			return nil, failf("parameter %s: %v", k, err)
 		}
-		switch x := scalar.(type) {
+		switch scalar.(type) {
 		case nil:
 			params[k] = ""
 		case float64, bool:
-			params[k] = strings.TrimSpace(string(v))
-			_ = x
+			params[k] = strings.TrimSpace(string(v)) // as written: 3, 1.5, true
 		default:
 			return nil, failf("parameter %s is not a string, number or boolean", k)
 		}

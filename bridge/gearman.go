@@ -84,8 +84,8 @@ func (c *gearConn) close() {
 	})
 }
 
-// next waits for the next packet, or for ctx, or for stop.
-func (c *gearConn) next(ctx context.Context, stop <-chan struct{}) (*protocol.Packet, error) {
+// next waits for the next packet, or for ctx.
+func (c *gearConn) next(ctx context.Context) (*protocol.Packet, error) {
 	select {
 	case p := <-c.packets:
 		return p, nil
@@ -99,8 +99,6 @@ func (c *gearConn) next(ctx context.Context, stop <-chan struct{}) (*protocol.Pa
 		return nil, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-stop:
-		return nil, errStopped
 	}
 }
 

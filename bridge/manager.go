@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -63,7 +62,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 		if err := conn.send(protocol.GrabJobUniq); err != nil {
 			return err
 		}
-		p, err := conn.next(ctx, nil)
+		p, err := conn.next(ctx)
 		if err != nil {
 			return err
 		}
@@ -73,7 +72,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 				return err
 			}
 			for {
-				p, err := conn.next(ctx, nil)
+				p, err := conn.next(ctx)
 				if err != nil {
 					return err
 				}
@@ -161,7 +160,7 @@ func (mw *manager) stop(ctx context.Context, conn *gearConn, handle, name string
 		return conn.sendString(protocol.WorkFail, handle)
 	}
 	mw.m.markStopped(b.URL)
-	if _, err := mw.m.jc.post(ctx, path+"stop", nil, nil); err != nil && statusOf(err) != http.StatusFound {
+	if _, err := mw.m.jc.post(ctx, path+"stop", nil, nil); err != nil {
 		return conn.sendString(protocol.WorkException, handle, "Jenkins: "+err.Error())
 	}
 	mw.log.Info("stopped build", "project", p.fullName, "number", number)

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -23,7 +22,7 @@ type master struct {
 
 	mu        sync.Mutex
 	snap      *snapshot
-	legacy    legacyCache
+	legacy    legacyCache // used by the polling goroutine only
 	reachable bool
 	gates     map[string]*gate   // by node name
 	workers   map[string]*worker // by server + "\x00" + worker ID
@@ -110,16 +109,13 @@ func (m *master) run(ctx context.Context) {
 	}
 }
 
-// pollOnce reads a snapshot and applies it.
+// pollOnce reads a snapshot and applies it. Only run's goroutine polls, so
+// the legacy cache needs no lock.
 func (m *master) pollOnce(ctx context.Context) error {
-	m.mu.Lock()
-	legacy := m.legacy
-	m.mu.Unlock()
-	snap, err := poll(ctx, m.jc, &legacy, m.log)
+	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.legacy = legacy
 	if err != nil {
 		m.reachable = false
 		for _, g := range m.gates {
@@ -336,5 +332,3 @@ func (m *master) forgetRef(key string) {
 		m.log.Warn("cannot delete the job's build reference", "key", key, "err", err)
 	}
 }
-
-func (m *master) String() string { return fmt.Sprintf("master %s (%s)", m.cfg.Name, m.cfg.URL) }

@@ -212,7 +212,7 @@ func (w *worker) idle(ctx context.Context, conn *gearConn, gateChanged <-chan st
 	case p := <-conn.packets:
 		return w.unsolicited(p, wantGrab)
 	case <-conn.done:
-		p, err := conn.next(ctx, nil)
+		p, err := conn.next(ctx)
 		if err != nil {
 			return err
 		}
@@ -249,7 +249,7 @@ type assignment struct {
 // awaitAssignment reads the answer to a GRAB: a job, or nil for NO_JOB.
 func (w *worker) awaitAssignment(ctx context.Context, conn *gearConn, wantGrab *bool) (*assignment, error) {
 	for {
-		p, err := conn.next(ctx, nil)
+		p, err := conn.next(ctx)
 		if err != nil {
 			return nil, err
 		}

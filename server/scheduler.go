@@ -322,7 +322,7 @@ func (s *Server) newHandle() (uint64, string) {
 // self is the session whose reader goroutine is calling, if any.
 func (s *Server) committed(j *job, err error, self *session) {
 	s.mu.Lock()
-	defer s.unlock()
+	defer s.unlockToWriters()
 	s.current = self
 	defer func() { s.current = nil }()
 	waiters := j.commitWaiters

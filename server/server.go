@@ -349,6 +349,25 @@ func (s *Server) unlock() {
 	}
 }
 
+// unlockToWriters releases s.mu and leaves the output queued for other
+// connections to their writer goroutines. The store calls committed once
+// per job of a batch in a burst: a writer woken once writes all of that
+// burst's JOB_CREATED packets in one system call.
+func (s *Server) unlockToWriters() {
+	list := s.toFlush
+	s.toFlush = nil
+	for _, c := range list {
+		c.flushQueued = false
+	}
+	s.mu.Unlock()
+	for _, c := range list {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // send writes data to c in reply order. Must hold s.mu.
 func (s *Server) send(c *session, data []byte) {
 	if c.closed {
