@@ -408,10 +408,13 @@ func TestWokenWorkerThatDoesNotGrabIsNotWaitedFor(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	s, addr := startServer(t, Config{Now: func() time.Time { return now }})
 
-	reluctant, willing := worker(t, addr, "f"), worker(t, addr, "f")
-	for _, w := range []*client{reluctant, willing} {
-		w.send(protocol.PreSleep)
-		w.expectNothing()
+	// Registered one after the other (a round trip apart), so that the
+	// order of the function's workers is known.
+	var reluctant, willing *client
+	for _, w := range []**client{&reluctant, &willing} {
+		*w = worker(t, addr, "f")
+		(*w).send(protocol.PreSleep)
+		(*w).expectNothing()
 	}
 	c := dial(t, addr)
 	h := c.submit(protocol.SubmitJobBg, "f", "", "")
