@@ -79,8 +79,19 @@ func TestDifferential_AdminStatusWorkersPrioritystatus(t *testing.T) {
 		// Functions stay listed after their workers leave.
 		w1.Close()
 		w2.Close()
+		// gearmand drops a closed connection from `workers` before its
+		// job thread has taken back the connection's functions and jobs:
+		// wait for `status` to show no workers and nothing running.
 		eventually(r.T, opTimeout, "workers to leave", func() bool {
-			return strings.Count(a.Admin("workers\n"), "\n") == 3 // a, c, "."
+			if strings.Count(a.Admin("workers\n"), "\n") != 3 { // a, c, "."
+				return false
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(a.Admin("status\n"), ".\n"), "\n") {
+				if f := strings.Split(line, "\t"); len(f) == 4 && (f[2] != "0" || f[3] != "0") {
+					return false
+				}
+			}
+			return true
 		})
 		r.AdminSet(a, "status after workers left", "status\n")
 	})

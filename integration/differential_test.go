@@ -590,10 +590,22 @@ func TestDifferential_LongFunctionNamesHandlesAndClientIDs(t *testing.T) {
 		c.Send(p.CanDo, long)
 		r.Differs("CAN_DO, 600-byte function", firstReply(c), "ECHO_RES", "ERROR")
 		// gearmand does not answer GET_STATUS for a handle of 64 bytes or
-		// more; gearbridge says it is unknown.
+		// more (and at times drops the connection over it: its snprintf
+		// fails); gearbridge says the job is unknown. A connection of its
+		// own keeps gearmand's drop from ending the rest of the test.
 		h := "H:" + strings.Repeat("x", 100)
-		c.Send(p.GetStatus, h)
-		r.Differs("GET_STATUS, 102-byte handle", firstReply(c), "ECHO_RES", "STATUS_RES")
+		probe := r.Dial()
+		probe.Send(p.GetStatus, h)
+		got := "no reply"
+		if r.IsGearmand() {
+			probe.Send(p.EchoReq, "after")
+			if reply, err := probe.ReadWithin(opTimeout); err == nil && reply.Type != p.EchoRes {
+				got = reply.Type.String()
+			}
+		} else {
+			got = firstReply(probe)
+		}
+		r.Differs("GET_STATUS, 102-byte handle", got, "no reply", "STATUS_RES")
 		c.Send(p.WorkFail, h)
 		r.WantPkt("WORK_FAIL, 102-byte handle", c.Read(), pkt(p.Error, "ARGUMENT_TOO_LARGE", "Error occurred due to GEARMAND_JOB_HANDLE_SIZE being too small from snprintf"))
 		// Client ids are cut to 127 bytes.
