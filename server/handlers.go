@@ -173,8 +173,11 @@ func (s *Server) submit(c *session, fnName, uniqueArg, epochArg, payload []byte,
 		created := protocol.AppendResponse(nil, protocol.JobCreated, []byte(existing.Handle))
 		if existing.state == statePending {
 			s.waitForCommit(c, existing, created)
-		} else {
-			s.send(c, created)
+			return nil
+		}
+		s.send(c, created)
+		if !background && existing.state == stateRunning {
+			s.replayProgress(c, existing)
 		}
 		return nil
 	}
@@ -223,6 +226,21 @@ func (s *Server) submit(c *session, fnName, uniqueArg, epochArg, payload []byte,
 	f.pending++
 	s.waitForCommit(c, j, protocol.AppendResponse(nil, protocol.JobCreated, []byte(handle)))
 	return j
+}
+
+// replayProgress tells a client that attaches to a running job what the
+// job's clients heard so far: its last WORK_DATA and WORK_STATUS. gearmand
+// sends a late client only what comes after it attached, so a client that
+// reattaches after a restart would not learn, say, the Jenkins build a
+// bridge job is running until it ends.
+func (s *Server) replayProgress(c *session, j *job) {
+	h := []byte(j.Handle)
+	if j.lastData != nil {
+		s.send(c, protocol.AppendResponse(nil, protocol.WorkData, h, j.lastData))
+	}
+	if j.num != nil {
+		s.send(c, protocol.AppendResponse(nil, protocol.WorkStatus, h, j.num, j.den))
+	}
 }
 
 // waitForCommit queues reply for c behind j's commit.
@@ -276,6 +294,9 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 		j.num, j.den = p.Args[1], p.Args[2]
 		s.forward(j, protocol.AppendResponse(nil, protocol.WorkStatus, p.Args...))
 	case protocol.WorkData, protocol.WorkWarning:
+		if p.Type == protocol.WorkData {
+			j.lastData = p.Args[1]
+		}
 		s.forward(j, protocol.AppendResponse(nil, p.Type, p.Args...))
 	case protocol.WorkComplete:
 		s.metrics.completed.Inc()

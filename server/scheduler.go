@@ -174,7 +174,7 @@ func (s *Server) workerTimedOut(j *job, assignment uint64) {
 // queue, or, when it has used up its tries, failed for its listeners.
 func (s *Server) requeue(j *job) {
 	s.unassign(j)
-	j.num, j.den = nil, nil
+	j.num, j.den, j.lastData = nil, nil, nil
 	if j.cancelled || (!j.detached && len(j.listeners) == 0) {
 		s.finish(j)
 		return

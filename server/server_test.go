@@ -437,3 +437,31 @@ func TestWokenWorkerThatDoesNotGrabIsNotWaitedFor(t *testing.T) {
 	reluctant.expectNothing()
 	willing.expectNothing()
 }
+
+func TestLateClientHearsTheLastDataAndStatus(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	first := dial(t, addr)
+	h := first.submit(protocol.SubmitJob, "build:x", "zuul-1", "{}")
+	w := worker(t, addr, "build:x")
+	w.grab()
+	w.send(protocol.WorkData, h, `{"number":7}`)
+	w.send(protocol.WorkStatus, h, "10", "100")
+	first.recv(protocol.WorkData)
+	first.recv(protocol.WorkStatus)
+
+	// A client that attaches now (after a restart, say) learns the build
+	// at once, then gets the rest like everyone else.
+	late := dial(t, addr)
+	if got := late.submit(protocol.SubmitJob, "build:x", "zuul-1", "{}"); got != h {
+		t.Fatalf("attached to %s", got)
+	}
+	if got := late.recv(protocol.WorkData); got[1] != `{"number":7}` {
+		t.Fatalf("replayed data %q", got)
+	}
+	if got := late.recv(protocol.WorkStatus); got[1] != "10" || got[2] != "100" {
+		t.Fatalf("replayed status %q", got)
+	}
+	w.send(protocol.WorkComplete, h, "done")
+	late.recv(protocol.WorkComplete)
+	first.recv(protocol.WorkComplete)
+}

@@ -44,6 +44,7 @@ type job struct {
 	assignment uint64   // increments per hand-out, so stale timers do nothing
 	timer      *time.Timer
 	num, den   []byte // last WORK_STATUS
+	lastData   []byte // last WORK_DATA, replayed to clients that attach later
 
 	queueSeq  uint64 // enqueue order: oldest first within a priority
 	submitted time.Time
