@@ -3,23 +3,23 @@ module github.com/gearbridge/gearbridge
 go 1.26.8
 
 require (
-	github.com/appscode/g2 v0.0.0-20190123131438-388ba74fd273 // indirect
-	github.com/appscode/go v0.0.0-20191119085241-0887d8ec2ecc // indirect
+	github.com/appscode/g2 v0.0.0-20190123131438-388ba74fd273
+	github.com/bndr/gojenkins v1.1.0
+	github.com/mikespook/gearman-go v0.0.0-20220520031403-2a518e866145
+	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/client_model v0.6.3
+	go.etcd.io/bbolt v1.5.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/bndr/gojenkins v1.1.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/golang/glog v0.0.0-20160126235308-23def4e6c14b // indirect
-	github.com/google/uuid v1.6.0 // indirect
-	github.com/mikespook/gearman-go v0.0.0-20220520031403-2a518e866145 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
-	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
 	golang.org/x/net v0.59.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/robfig/cron.v2 v2.0.0-20150107220207-be2e0b0deed5 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
