@@ -338,13 +338,7 @@ func (s *Server) function(name string) *function {
 // other than the current one: the write happens outside the lock, on this
 // goroutine, without waking each connection's writer.
 func (s *Server) unlock() {
-	list := s.toFlush
-	s.toFlush = nil
-	for _, c := range list {
-		c.flushQueued = false
-	}
-	s.mu.Unlock()
-	for _, c := range list {
+	for _, c := range s.unlockTakingFlushes() {
 		c.tryFlush()
 	}
 }
@@ -354,18 +348,24 @@ func (s *Server) unlock() {
 // per job of a batch in a burst: a writer woken once writes all of that
 // burst's JOB_CREATED packets in one system call.
 func (s *Server) unlockToWriters() {
+	for _, c := range s.unlockTakingFlushes() {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// unlockTakingFlushes releases s.mu and returns the connections that have
+// output queued by others.
+func (s *Server) unlockTakingFlushes() []*session {
 	list := s.toFlush
 	s.toFlush = nil
 	for _, c := range list {
 		c.flushQueued = false
 	}
 	s.mu.Unlock()
-	for _, c := range list {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
+	return list
 }
 
 // send writes data to c in reply order. Must hold s.mu.

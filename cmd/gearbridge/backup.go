@@ -62,7 +62,7 @@ func runBackup(args []string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := store.SyncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	info.Path = dst
@@ -149,17 +149,4 @@ func (p *progressWriter) report(final bool) {
 	} else {
 		fmt.Fprintf(p.out, "backup: %.1f MiB in %.1fs\n", mib, now.Sub(p.start).Seconds())
 	}
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }
