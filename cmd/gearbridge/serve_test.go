@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
+	f, err := parseServeFlags([]string{"-p", "4799", "-L", "127.0.0.1", "--job-retries=3", "--log-file", "/dev/stderr",
+		"--verbose", "debug", "--threads", "4", "--config-file=/etc/gearmand.conf", "-P", "/tmp/pid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.port != 4799 || f.listen != "127.0.0.1" || f.jobRetries != 3 || f.verbose != "DEBUG" || f.pidFile != "/tmp/pid" {
+		t.Fatalf("%+v", f)
+	}
+	if f.durability != "sync" || f.db != "./gearbridge.db" || f.http != "127.0.0.1:4731" {
+		t.Fatalf("defaults: %+v", f)
+	}
+}
+
+func TestServeFlagsRejectNonsense(t *testing.T) {
+	for _, args := range [][]string{
+		{"--durability", "maybe"},
+		{"--restore-foreground", "keep"},
+		{"--port", "70000"},
+		{"--max-packet", "0"},
+		{"--job-retries", "-1"},
+		{"--verbose", "LOUD"},
+		{"extra-arg"},
+		{"--no-such-flag"},
+	} {
+		_, err := parseServeFlags(args)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%q: want a usage error, got %v", args, err)
+		}
+	}
+}
+
+func TestLoopbackAddrForWildcardListeners(t *testing.T) {
+	for addr, want := range map[string]string{
+		"0.0.0.0:4730":   "127.0.0.1:4730",
+		"[::]:4730":      "127.0.0.1:4730",
+		"10.1.2.3:4730":  "10.1.2.3:4730",
+		"127.0.0.1:4731": "127.0.0.1:4731",
+	} {
+		tcp, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := loopbackAddr(tcp); got != want {
+			t.Errorf("%s: %s, want %s", addr, got, want)
+		}
+	}
+}
+
+func TestPrintStatusAlignsColumns(t *testing.T) {
+	var b bytes.Buffer
+	if err := printStatus(&b, []string{"build:a-long-name\t3\t1\t2", "x\t0\t0\t0"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "FUNCTION") {
+		t.Fatalf("%q", b.String())
+	}
+	if strings.Index(lines[1], "3") != strings.Index(lines[2], "0") {
+		t.Fatalf("columns not aligned:\n%s", b.String())
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	err := run([]string{"frobnicate"})
+	if exitCode(err) != 2 {
+		t.Fatalf("exit code %d for %v", exitCode(err), err)
+	}
+}
