@@ -1,0 +1,116 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestHTTPMetricsStatusAndHealth(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	w := worker(t, addr, "f")
+	c := dial(t, addr)
+	high := c.submit(protocol.SubmitJobHighBg, "f", "", "x")
+	c.submit(protocol.SubmitJob, "f", "", "y")
+	if got := w.grab(); got[0] != high {
+		t.Fatalf("grabbed %q", got)
+	}
+	w.send(protocol.WorkComplete, high, "")
+	w.expectNothing()
+
+	hh := s.Handler(nil)
+	if code, body := get(t, hh, "/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("healthz %d %q", code, body)
+	}
+	code, body := get(t, hh, "/metrics")
+	if code != 200 {
+		t.Fatalf("metrics %d", code)
+	}
+	for _, want := range []string{
+		`gearbridge_jobs_queued{function="f",priority="high"} 0`,
+		`gearbridge_jobs_queued{function="f",priority="normal"} 1`,
+		`gearbridge_workers{function="f"} 1`,
+		`gearbridge_connections 2`,
+		`gearbridge_packets_received_total{type="SUBMIT_JOB"} 1`,
+		`gearbridge_packets_received_total{type="SUBMIT_JOB_HIGH_BG"} 1`,
+		`gearbridge_job_duration_seconds_count 1`,
+		`gearbridge_jobs_completed_total 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// The normal-priority foreground job is still queued.
+	code, body = get(t, hh, "/api/status")
+	var st Status
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("api/status %d %q", code, body)
+	}
+	if len(st.Functions) != 1 || st.Functions[0].Name != "f" || st.Functions[0].Total != 1 || st.Functions[0].Workers != 1 {
+		t.Fatalf("status %+v", st.Functions)
+	}
+	if len(st.Workers) != 2 {
+		t.Fatalf("workers %+v", st.Workers)
+	}
+	if code, _ := get(t, hh, "/backup"); code != http.StatusNotFound {
+		t.Fatalf("backup without a durable store: %d", code)
+	}
+	if code, body := get(t, hh, "/"); code != 200 || !strings.Contains(body, "<td>f<td>1") {
+		t.Fatalf("status page %d %q", code, body)
+	}
+}
+
+func TestMaxConnectionsRefusesTheRest(t *testing.T) {
+	_, addr := startServer(t, Config{MaxConnections: 2})
+	a, b := dial(t, addr), dial(t, addr)
+	a.expectNothing()
+	b.expectNothing()
+	c := dial(t, addr)
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.nc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("third connection was served")
+	}
+	a.nc.Close()
+	waitFor(t, "a slot", func() bool {
+		d := dial(t, addr)
+		d.send(protocol.EchoReq, "x")
+		d.nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := d.r.ReadPacket()
+		d.nc.Close()
+		return err == nil
+	})
+}
+
+func TestClosedConnectionsLeaveNoGoroutines(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	base := runtime.NumGoroutine()
+	var conns []*client
+	for i := 0; i < 50; i++ {
+		c := worker(t, addr, "f")
+		c.send(protocol.PreSleep)
+		conns = append(conns, c)
+	}
+	conns[49].expectNothing()
+	if n := runtime.NumGoroutine(); n < base+50 {
+		t.Fatalf("%d goroutines with 50 connections (base %d)", n, base)
+	}
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base+2 })
+}
