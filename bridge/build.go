@@ -108,6 +108,16 @@ type buildRun struct {
 }
 
 func (r *buildRun) run(ctx context.Context) error {
+	params, err := parseParameters(r.job.payload)
+	if err != nil {
+		return err
+	}
+	r.params = params
+	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
+	case "1", "true", "True", "TRUE":
+		r.hold = true
+		r.claimGate.holdNode(r.claim)
+	}
 	if ref, ok := r.m.loadRef(r.refKey); ok {
 		if m := r.m.bridge.master(ref.Master); m != nil {
 			r.m, r.ref = m, ref
@@ -146,16 +156,7 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if r.proj == nil {
 		return failf("project %s is not known on Jenkins master %s", name, r.m.cfg.Name)
 	}
-	params, err := parseParameters(r.job.payload)
-	if err != nil {
-		return err
-	}
-	r.params = params
-	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
-	case "1", "true", "True", "TRUE":
-		r.hold = true
-		r.claimGate.holdNode(r.claim)
-	}
+	params := r.params
 
 	form := url.Values{}
 	action := "build"
@@ -172,6 +173,7 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	}
 	query := url.Values{"delay": {"0sec"}}
 	var resp *http.Response
+	var err error
 	bo := backoff{max: 2 * time.Second}
 	for attempt := 0; ; attempt++ {
 		resp, err = r.m.jc.post(ctx, r.proj.path+action, query, form)
