@@ -13,18 +13,18 @@
 # Every run also reports the server's own CPU time per job, read from
 # /proc: the efficiency of the server whatever the client costs.
 #
-# Knobs (environment): BENCH_JOBS (background submits, default 20000),
-# BENCH_DRAIN_JOBS (50000), BENCH_RT_JOBS (foreground round trips, 10000),
-# BENCH_IDLE_JOBS (5000), BENCH_DURABLE_JOBS (20000), BENCH_DURATION (cap per
+# Knobs (environment): BENCH_JOBS (background submits, default 100000),
+# BENCH_DRAIN_JOBS (50000), BENCH_RT_JOBS (foreground round trips, 30000),
+# BENCH_IDLE_JOBS (20000), BENCH_DURABLE_JOBS (20000), BENCH_DURATION (cap per
 # run, 15s), GEARMAND (/usr/sbin/gearmand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GEARMAND=${GEARMAND:-/usr/sbin/gearmand}
-JOBS=${BENCH_JOBS:-20000}
+JOBS=${BENCH_JOBS:-100000}
 DRAIN_JOBS=${BENCH_DRAIN_JOBS:-50000}
-RT_JOBS=${BENCH_RT_JOBS:-10000}
-IDLE_JOBS=${BENCH_IDLE_JOBS:-5000}
+RT_JOBS=${BENCH_RT_JOBS:-30000}
+IDLE_JOBS=${BENCH_IDLE_JOBS:-20000}
 DURABLE_JOBS=${BENCH_DURABLE_JOBS:-20000}
 DURATION=${BENCH_DURATION:-15s}
 
