@@ -102,9 +102,27 @@ type buildRun struct {
 	params map[string]string
 	hold   bool // OFFLINE_NODE_WHEN_COMPLETE
 
-	claim     *claim
-	claimGate *gate
-	outage    bool // Jenkins was unreachable while we followed the build
+	claim       *claim
+	claimGate   *gate
+	outage      bool      // Jenkins was unreachable while we followed the build
+	outageSince time.Time // start of the current run of failed requests
+}
+
+// unreachable notes a transient error while following the build; after
+// the master's max_outage of them in a row the job fails, so that nothing
+// waits on an unreachable Jenkins forever.
+func (r *buildRun) unreachable(err error) error {
+	maxOutage := time.Duration(r.m.cfg.MaxOutage)
+	r.outage = true
+	now := time.Now()
+	if r.outageSince.IsZero() {
+		r.outageSince = now
+		return nil
+	}
+	if now.Sub(r.outageSince) > maxOutage {
+		return failf("Jenkins master %s unreachable for %v while following %s: %v", r.m.cfg.Name, maxOutage, r.ref.Project, err)
+	}
+	return nil
 }
 
 func (r *buildRun) run(ctx context.Context) error {
@@ -269,7 +287,11 @@ func (r *buildRun) awaitStart(ctx context.Context) error {
 		case err != nil && !isTransient(err):
 			return failf("following queue item %d: %v", r.ref.QueueID, err)
 		case err != nil:
-			r.outage = true
+			if err := r.unreachable(err); err != nil {
+				return err
+			}
+		default:
+			r.outageSince = time.Time{} // still waiting in the queue
 		}
 		if sleepCtx(ctx, p.next()) != nil {
 			return ctx.Err()
@@ -294,8 +316,11 @@ func (r *buildRun) follow(ctx context.Context) error {
 		case err != nil && !isTransient(err):
 			return failf("following build %s #%d: %v", r.proj.fullName, r.ref.Number, err)
 		case err != nil:
-			r.outage = true
+			if err := r.unreachable(err); err != nil {
+				return err
+			}
 		default:
+			r.outageSince = time.Time{}
 			if !reported {
 				if b.URL != "" {
 					data.URL = b.URL

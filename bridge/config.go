@@ -41,6 +41,9 @@ type MasterConfig struct {
 	PollInterval Duration `yaml:"poll_interval"`
 	// RequestTimeout bounds every HTTP request to the master.
 	RequestTimeout Duration `yaml:"request_timeout"`
+	// MaxOutage is how long a running job follows its build through an
+	// unreachable master before it fails (and Zuul runs it again).
+	MaxOutage Duration `yaml:"max_outage"`
 	// CAFile is a PEM bundle to trust for an https URL.
 	CAFile string `yaml:"ca_file"`
 	// NodeParameter names a NodeLabel-style job parameter that pins a build
@@ -72,6 +75,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 const (
 	defaultPollInterval   = 5 * time.Second
 	defaultRequestTimeout = 15 * time.Second
+	defaultMaxOutage      = 30 * time.Minute
 )
 
 // LoadConfig reads and checks a configuration file. Every problem found is
@@ -148,6 +152,9 @@ func (m *MasterConfig) check() []string {
 	}
 	if m.RequestTimeout == 0 {
 		m.RequestTimeout = Duration(defaultRequestTimeout)
+	}
+	if m.MaxOutage == 0 {
+		m.MaxOutage = Duration(defaultMaxOutage)
 	}
 	switch {
 	case m.TokenFile != "" && m.TokenEnv != "":

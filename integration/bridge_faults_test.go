@@ -159,3 +159,41 @@ func TestBridge_ReconnectsToARestartedJobServer(t *testing.T) {
 		t.Fatalf("%v %s", res.packets, res.reason)
 	}
 }
+
+func TestBridge_SlowJenkinsTimesOutAndRecovers(t *testing.T) {
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	j.started(10 * time.Second)
+	// Build reads hang longer than request_timeout (2s): each is cut off
+	// and retried, and the job goes on once Jenkins answers again.
+	remove, err := e.InjectFault("^GET /job/job/1/api/json", jenkinstest.Fault{Delay: time.Hour})
+	must(t, err)
+	eventually(t, 10*time.Second, "a timed-out build read", func() bool {
+		for _, r := range e.Requests() {
+			if r.Fault && r.Path == "/job/job/1/api/json" && r.Status == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	remove()
+	e.Release("")
+	if res := j.wait(15 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("after the slow spell: %v %s", res.packets, res.reason)
+	}
+}
+
+func TestBridge_GivesUpAfterMaxOutage(t *testing.T) {
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 1s\n"})
+	rig.waitRegistered("build:job", 1)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	j.started(10 * time.Second)
+	_, err := e.InjectFault(".", jenkinstest.Fault{Status: 503})
+	must(t, err)
+	expectFailedToRun(t, j.wait(15*time.Second), "unreachable for 1s")
+}
