@@ -34,6 +34,20 @@ func oneNodeJenkins(t *testing.T) *jenkinstest.Emulator {
 	return e
 }
 
+// runningBuild starts a one-node master with held builds, a bridge (with
+// extra lines in the master's configuration) and one job whose build has
+// started.
+func runningBuild(t *testing.T, extra string) (*jenkinstest.Emulator, *rigJob) {
+	t.Helper()
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: extra})
+	rig.waitRegistered("build:job", 1)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+	j.started(10 * time.Second)
+	return e, j
+}
+
 func TestBridge_TriggerErrorFailsTheJob(t *testing.T) {
 	e := oneNodeJenkins(t)
 	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
@@ -95,23 +109,13 @@ func TestBridge_CancelledQueueItemFailsTheJob(t *testing.T) {
 }
 
 func TestBridge_DeletedProjectFailsTheRunningJob(t *testing.T) {
-	e := oneNodeJenkins(t)
-	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
-	rig.waitRegistered("build:job", 1)
-	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
-	j.started(10 * time.Second)
+	e, j := runningBuild(t, "")
 	must(t, e.RemoveJob("job"))
 	expectFailedToRun(t, j.wait(10*time.Second), "gone")
 }
 
 func TestBridge_JenkinsRestartFailsTheRunningJob(t *testing.T) {
-	e := oneNodeJenkins(t)
-	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
-	rig.waitRegistered("build:job", 1)
-	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
-	j.started(10 * time.Second)
+	e, j := runningBuild(t, "")
 	// A restart: Jenkins is away for a while, and its running builds end
 	// ABORTED. That is not the build's result; Zuul must run it again.
 	remove, err := e.InjectFault(".", jenkinstest.Fault{Status: 503, Body: "Jenkins is restarting"})
@@ -161,12 +165,7 @@ func TestBridge_ReconnectsToARestartedJobServer(t *testing.T) {
 }
 
 func TestBridge_SlowJenkinsTimesOutAndRecovers(t *testing.T) {
-	e := oneNodeJenkins(t)
-	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
-	rig.waitRegistered("build:job", 1)
-	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
-	j.started(10 * time.Second)
+	e, j := runningBuild(t, "")
 	// Build reads hang longer than request_timeout (2s): each is cut off
 	// and retried, and the job goes on once Jenkins answers again.
 	remove, err := e.InjectFault("^GET /job/job/1/api/json", jenkinstest.Fault{Delay: time.Hour})
@@ -187,12 +186,7 @@ func TestBridge_SlowJenkinsTimesOutAndRecovers(t *testing.T) {
 }
 
 func TestBridge_GivesUpAfterMaxOutage(t *testing.T) {
-	e := oneNodeJenkins(t)
-	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 1s\n"})
-	rig.waitRegistered("build:job", 1)
-	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
-	j.started(10 * time.Second)
+	e, j := runningBuild(t, "    max_outage: 1s\n")
 	_, err := e.InjectFault(".", jenkinstest.Fault{Status: 503})
 	must(t, err)
 	expectFailedToRun(t, j.wait(15*time.Second), "unreachable for 1s")
