@@ -17,16 +17,7 @@ func TestCLI_InvalidConfigIsReportedAndServerDoesNotStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(GearbridgeBinary(t), "serve", "--port", "0", "--http", "", "--durability", "none", "--config", cfg)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("gearbridge kept running with an invalid config")
-	}
+	out, err := runWithin(t, cmd, 10*time.Second)
 	if err == nil {
 		t.Fatal("exit status 0 with an invalid config")
 	}
@@ -53,5 +44,51 @@ func TestCLI_StatusPrintsTheAdminTable(t *testing.T) {
 	if out, err := exec.Command(GearbridgeBinary(t), "status", "--server", "127.0.0.1:1", "--timeout", "2s").CombinedOutput(); err == nil ||
 		!strings.Contains(string(out), "127.0.0.1:1") {
 		t.Fatalf("status against nothing: %v %s", err, out)
+	}
+}
+
+func TestCLI_DamagedDatabaseIsRefusedAndKept(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "gearbridge.db")
+	garbage := []byte(strings.Repeat("not a bbolt file ", 1000))
+	if err := os.WriteFile(db, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(GearbridgeBinary(t), "serve", "--port", "0", "--http", "", "--db", db)
+	out, err := runWithin(t, cmd, 15*time.Second)
+	if err == nil {
+		t.Fatal("gearbridge started on a damaged file")
+	}
+	if !strings.Contains(string(out), db) {
+		t.Errorf("the error does not name the file:\n%s", out)
+	}
+	if after, _ := os.ReadFile(db); string(after) != string(garbage) {
+		t.Error("the damaged file was changed")
+	}
+	// gearbridge check says the same, offline.
+	out, err = runWithin(t, exec.Command(GearbridgeBinary(t), "check", "--db", db), 15*time.Second)
+	if err == nil || !strings.Contains(string(out), db) {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+}
+
+// runWithin runs cmd and fails the test if it has not ended within d.
+func runWithin(t *testing.T, cmd *exec.Cmd, d time.Duration) ([]byte, error) {
+	t.Helper()
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := cmd.CombinedOutput()
+		done <- result{out, err}
+	}()
+	select {
+	case r := <-done:
+		return r.out, r.err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		t.Fatalf("%s still running after %v", cmd.Path, d)
+		return nil, nil
 	}
 }

@@ -465,3 +465,40 @@ func TestLateClientHearsTheLastDataAndStatus(t *testing.T) {
 	late.recv(protocol.WorkComplete)
 	first.recv(protocol.WorkComplete)
 }
+
+func TestRestoreRulesForForegroundRetriesAndEpochs(t *testing.T) {
+	now := time.Unix(2_000_000, 0)
+	restored := func() *fakeStore {
+		fs := newFakeStore()
+		fs.jobs = []*gearbridge.Job{
+			{ID: 1, Handle: "H:old:1", Function: "f", Payload: []byte("fg")},
+			{ID: 2, Handle: "H:old:2", Function: "f", Background: true, Attempts: 3},
+			{ID: 3, Handle: "H:old:3", Function: "f", Background: true, Epoch: now.Unix() + 60},
+			{ID: 4, Handle: "H:old:4", Function: "f", Background: true},
+		}
+		fs.lastID = 4
+		return fs
+	}
+
+	fs := restored()
+	_, addr := startServer(t, Config{Store: fs, DropRestoredForeground: true, JobRetries: 3, Now: func() time.Time { return now }})
+	a := dial(t, addr)
+	// Dropped: the foreground job (as gearmand does) and the job that was
+	// running at its third and last try. Kept: the epoch job, still
+	// waiting, and the plain background job.
+	if got := a.admin("show jobs"); got != "H:old:3\t0\t0\t0\nH:old:4\t0\t0\t0\n.\n" {
+		t.Fatalf("show jobs %q", got)
+	}
+	fs.mu.Lock()
+	removed := fmt.Sprint(fs.removed)
+	fs.mu.Unlock()
+	if removed != "[1 2]" {
+		t.Fatalf("removed from the store: %s", removed)
+	}
+	w := worker(t, addr, "f")
+	if got := w.grab(); got[0] != "H:old:4" {
+		t.Fatalf("grabbed %q; the epoch job is not due", got)
+	}
+	w.send(protocol.GrabJobUniq)
+	w.recv(protocol.NoJob)
+}
