@@ -19,6 +19,9 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	# The server's tests once more on the epoll event loop (the binary's
+	# default on Linux; the in-process tests above use goroutines).
+	GB_TEST_EVENT_LOOP=1 $(GO) test -race -count=1 ./server
 
 bench:
 	bash bench/run.sh

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,9 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
 	if cfg.HandlePrefix == "" {
 		cfg.HandlePrefix = "H:test"
+	}
+	if os.Getenv("GB_TEST_EVENT_LOOP") == "1" {
+		cfg.EventLoop = true
 	}
 	s, err := New(cfg)
 	if err != nil {

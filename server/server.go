@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gearbridge/gearbridge"
@@ -54,6 +55,9 @@ type Config struct {
 	DropRestoredForeground bool
 	// Exceptions turns the exceptions option on for every connection.
 	Exceptions bool
+	// EventLoop serves TCP connections from one epoll loop instead of a
+	// goroutine pair per connection (Linux only).
+	EventLoop bool
 	// OnShutdown is called by the admin `shutdown [graceful]` command.
 	OnShutdown func(graceful bool)
 	Logger     *slog.Logger
@@ -85,9 +89,11 @@ type Server struct {
 	queueSeq    uint64
 	current     *session   // the session whose reader holds mu, if any
 	toFlush     []*session // connections with output queued under mu by others
+	loops       []*eventLoop
 	listeners   []net.Listener
 	closing     bool
 	connWG      sync.WaitGroup
+	nextConnID  atomic.Uint64
 }
 
 // New creates a server and restores the store's jobs into its queues.
@@ -189,7 +195,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
 
-	var nextID uint64
+	if tl, ok := l.(*net.TCPListener); ok && s.cfg.EventLoop {
+		return s.serveLoop(tl)
+	}
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
@@ -211,8 +219,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
-		nextID++
-		s.accept(nc, nextID)
+		s.accept(nc, s.nextConnID.Add(1))
 	}
 }
 
@@ -267,7 +274,7 @@ func (s *Server) closeSession(c *session) {
 	c.dead = true
 	c.outMu.Unlock()
 	close(c.done)
-	c.nc.Close()
+	c.closeConn()
 	s.metrics.connections.Dec()
 }
 
@@ -280,7 +287,10 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	for _, c := range s.sessions {
-		c.nc.Close()
+		c.closeConn()
+	}
+	for _, l := range s.loops {
+		l.stop()
 	}
 	if s.timer != nil {
 		s.timer.Stop()
@@ -349,10 +359,7 @@ func (s *Server) unlock() {
 // burst's JOB_CREATED packets in one system call.
 func (s *Server) unlockToWriters() {
 	for _, c := range s.unlockTakingFlushes() {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.flushLater()
 	}
 }
 

@@ -37,6 +37,17 @@ type session struct {
 
 	raw syscall.RawConn // for non-blocking writes; nil if not a socket
 
+	// Event-loop connections (fd >= 0) have no reader or writer goroutine:
+	// the loop reads them and writes what the socket refuses when it is
+	// writable again. fdMu keeps a write from hitting a closed (and maybe
+	// reused) descriptor.
+	fd       int
+	loop     *eventLoop
+	fdMu     sync.RWMutex
+	fdClosed bool
+	inbuf    []byte
+	outWatch bool // EPOLLOUT requested; guarded by outMu
+
 	// Output, guarded by outMu (a leaf lock: nothing else is taken under it).
 	outMu   sync.Mutex
 	out     []byte
@@ -67,6 +78,7 @@ func newSession(srv *Server, id uint64, nc net.Conn) *session {
 		raw, _ = sc.SyscallConn()
 	}
 	return &session{
+		fd:        -1,
 		raw:       raw,
 		srv:       srv,
 		id:        id,
@@ -124,8 +136,8 @@ func (c *session) queue(data []byte, other bool) bool {
 	if len(c.out)+len(data) > c.srv.cfg.MaxOutput && len(c.out) > 0 {
 		c.dead = true
 		c.outMu.Unlock()
-		c.srv.log.Warn("client does not read its replies; closing", "conn", c.id, "peer", c.nc.RemoteAddr(), "pending_bytes", len(c.out))
-		c.nc.Close()
+		c.srv.log.Warn("client does not read its replies; closing", "conn", c.id, "peer", c.remote, "pending_bytes", len(c.out))
+		c.closeConn()
 		return false
 	}
 	c.out = append(c.out, data...)
@@ -142,7 +154,9 @@ func (c *session) queue(data []byte, other bool) bool {
 // goroutine for the common small packet); the rest is left to writeLoop.
 func (c *session) tryFlush() {
 	c.outMu.Lock()
-	if c.writing || c.dead {
+	if c.writing || c.dead || c.outWatch {
+		// Someone is writing, or the socket is full and the event loop
+		// will write when it drains: nothing to do here.
 		c.outMu.Unlock()
 		return
 	}
@@ -155,16 +169,23 @@ func (c *session) tryFlush() {
 		n, err := c.writeNow(buf)
 		c.outMu.Lock()
 		if n < len(buf) || err != nil {
-			// Keep the rest first, before anything queued meanwhile, and
-			// let writeLoop wait for the socket.
-			rest := append(make([]byte, 0, len(buf)-n+len(c.out)), buf[n:]...)
-			c.out = append(rest, c.out...)
+			// Keep the rest first, before anything queued meanwhile (only
+			// that is copied: a big backlog is not), and leave it to the
+			// connection's writer.
+			c.out = append(buf[n:], c.out...)
 			c.writing = false
-			c.outMu.Unlock()
-			select {
-			case c.wake <- struct{}{}:
-			default:
+			if c.loop != nil {
+				if err == nil {
+					c.watchWritable(true)
+				}
+				c.outMu.Unlock()
+				if err != nil {
+					c.closeConn()
+				}
+				return
 			}
+			c.outMu.Unlock()
+			c.flushLater()
 			return
 		}
 		if cap(buf) <= 1<<20 {
@@ -177,6 +198,21 @@ func (c *session) tryFlush() {
 
 // writeNow is one non-blocking write(2): it returns what the socket took.
 func (c *session) writeNow(buf []byte) (int, error) {
+	if c.loop != nil {
+		c.fdMu.RLock()
+		defer c.fdMu.RUnlock()
+		if c.fdClosed {
+			return 0, net.ErrClosed
+		}
+		n, err := syscall.Write(c.fd, buf)
+		if n < 0 {
+			n = 0
+		}
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			err = nil
+		}
+		return n, err
+	}
 	if c.raw == nil {
 		return 0, nil // not a socket: leave it to writeLoop
 	}
@@ -226,7 +262,7 @@ func (c *session) flush() error {
 		if err != nil {
 			c.writing, c.dead = false, true
 			c.outMu.Unlock()
-			c.nc.Close()
+			c.closeConn()
 			return err
 		}
 	}
@@ -248,6 +284,48 @@ func (c *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// flushLater leaves the pending output to the connection's writer: its
+// writer goroutine, or its event loop once the socket is writable.
+func (c *session) flushLater() {
+	if c.loop == nil {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	c.outMu.Lock()
+	if !c.dead {
+		c.watchWritable(true)
+	}
+	c.outMu.Unlock()
+}
+
+// watchWritable asks the event loop (or stops asking) to report when the
+// socket takes output again. outMu must be held, so that the flag and
+// the poller's interest change together.
+func (c *session) watchWritable(on bool) {
+	if c.outWatch == on {
+		return
+	}
+	c.outWatch = on
+	c.loop.setWritableInterest(c, on)
+}
+
+// closeConn closes the connection from any goroutine. An event-loop
+// socket is only shut down here; the loop sees it end and closes it.
+func (c *session) closeConn() {
+	if c.loop == nil {
+		c.nc.Close()
+		return
+	}
+	c.fdMu.RLock()
+	if !c.fdClosed {
+		syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+	}
+	c.fdMu.RUnlock()
 }
 
 func (c *session) logAttrs() []any {

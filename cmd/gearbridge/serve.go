@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +43,7 @@ type serveFlags struct {
 	handlePrefix      string
 	exceptions        bool
 	config            string
+	eventLoop         bool
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -69,6 +71,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
 	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
+	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from one epoll loop (Linux) instead of goroutines per connection")
 	var ignoredInt int
 	var ignoredString string
 	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
@@ -167,6 +170,7 @@ func runServe(args []string) error {
 		VerboseLevel:           f.verbose,
 		DropRestoredForeground: f.restoreForeground == "drop",
 		Exceptions:             f.exceptions,
+		EventLoop:              f.eventLoop,
 		Logger:                 log,
 		OnShutdown: func(graceful bool) {
 			select {

@@ -1,0 +1,302 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// eventLoop serves every connection of one listener from one goroutine
+// with level-triggered epoll, the way gearmand's single-threaded mode
+// does. Compared with a reader goroutine per connection it saves, for
+// each request, the read that fails with EAGAIN before a goroutine parks
+// and the goroutine switches: most of a small request's cost on loopback.
+// Handling is the same code under the same lock; only the I/O differs.
+type eventLoop struct {
+	s      *Server
+	epfd   int
+	lfd    int // a dup of the listener's socket
+	wakefd int // eventfd: stop
+	conns  map[int]*session
+	buf    []byte
+
+	stopOnce sync.Once
+	stopped  bool
+}
+
+const loopReadSize = 64 << 10
+
+func (s *Server) serveLoop(l *net.TCPListener) error {
+	f, err := l.File() // a dup; the listener keeps its own descriptor
+	if err != nil {
+		return fmt.Errorf("event loop: listener descriptor: %w", err)
+	}
+	lfd := int(f.Fd())
+	// f must stay open as long as lfd is used; keep it referenced.
+	defer f.Close()
+	if err := syscall.SetNonblock(lfd, true); err != nil {
+		return fmt.Errorf("event loop: %w", err)
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("event loop: epoll: %w", err)
+	}
+	wfd, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return fmt.Errorf("event loop: eventfd: %w", errno)
+	}
+	loop := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: int(wfd), conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
+	for _, fd := range []int{lfd, loop.wakefd} {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			loop.closeFDs()
+			return fmt.Errorf("event loop: watch listener: %w", err)
+		}
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		loop.closeFDs()
+		return nil
+	}
+	s.loops = append(s.loops, loop)
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	defer s.connWG.Done()
+	return loop.run()
+}
+
+// stop makes run return (from any goroutine).
+func (l *eventLoop) stop() {
+	l.stopOnce.Do(func() {
+		one := [8]byte{1}
+		syscall.Write(l.wakefd, one[:])
+	})
+}
+
+func (l *eventLoop) closeFDs() {
+	syscall.Close(l.wakefd)
+	syscall.Close(l.epfd)
+}
+
+func (l *eventLoop) run() error {
+	// The loop owns an OS thread for its epoll_wait, as gearmand's thread
+	// does; handlers still run on it and may wake other goroutines.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer l.closeFDs()
+	events := make([]syscall.EpollEvent, 256)
+	for !l.stopped {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			l.shutdown()
+			return fmt.Errorf("event loop: epoll_wait: %w", err)
+		}
+		for i := 0; i < n; i++ {
+			ev := events[i]
+			fd := int(ev.Fd)
+			switch fd {
+			case l.lfd:
+				l.accept()
+			case l.wakefd:
+				l.stopped = true
+			default:
+				c := l.conns[fd]
+				if c == nil {
+					continue
+				}
+				if ev.Events&syscall.EPOLLOUT != 0 {
+					l.writable(c)
+				}
+				if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 {
+					l.readable(c)
+				}
+			}
+		}
+	}
+	l.shutdown()
+	return nil
+}
+
+// shutdown closes every connection the loop still has.
+func (l *eventLoop) shutdown() {
+	for _, c := range l.conns {
+		l.drop(c)
+	}
+}
+
+func (l *eventLoop) accept() {
+	for {
+		nfd, sa, err := syscall.Accept4(l.lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		if err != nil {
+			switch {
+			case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR), errors.Is(err, syscall.ECONNABORTED):
+			case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+				// Out of descriptors: give closing connections a moment
+				// rather than spin on a listener that stays readable.
+				l.s.log.Warn("accept failed; retrying", "err", err)
+				time.Sleep(10 * time.Millisecond)
+			default:
+				l.s.log.Warn("accept failed", "err", err)
+			}
+			return
+		}
+		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		syscall.SetsockoptInt(nfd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
+		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30)
+		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 30)
+		remote := sockaddrIP(sa)
+
+		s := l.s
+		s.mu.Lock()
+		if s.closing || (s.cfg.MaxConnections > 0 && len(s.sessions) >= s.cfg.MaxConnections) {
+			full := !s.closing
+			s.mu.Unlock()
+			if full {
+				s.metrics.refused.Inc()
+				s.log.Warn("too many connections; refusing", "peer", remote, "max", s.cfg.MaxConnections)
+			}
+			syscall.Close(nfd)
+			continue
+		}
+		id := s.nextConnID.Add(1)
+		c := &session{
+			srv: s, id: id, remote: remote, fd: nfd, loop: l,
+			clientID:  "-",
+			abilities: map[*function]*ability{},
+			running:   map[*job]struct{}{},
+			attached:  map[*job]struct{}{},
+			wake:      make(chan struct{}, 1),
+			done:      make(chan struct{}),
+		}
+		c.exceptions = s.cfg.Exceptions
+		s.sessions[id] = c
+		s.mu.Unlock()
+		s.metrics.connections.Inc()
+
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(nfd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, nfd, &ev); err != nil {
+			s.log.Warn("cannot watch a new connection", "err", err)
+			l.conns[nfd] = c
+			l.drop(c)
+			continue
+		}
+		l.conns[nfd] = c
+	}
+}
+
+func sockaddrIP(sa syscall.Sockaddr) string {
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return net.IP(a.Addr[:]).String()
+	case *syscall.SockaddrInet6:
+		return net.IP(a.Addr[:]).String()
+	}
+	return "?"
+}
+
+// readable reads what the socket has (one read: the poll is level
+// triggered, so anything left is reported again) and handles every
+// complete message.
+func (l *eventLoop) readable(c *session) {
+	n, err := syscall.Read(c.fd, l.buf)
+	if n > 0 {
+		data := l.buf[:n]
+		if len(c.inbuf) > 0 {
+			c.inbuf = append(c.inbuf, data...)
+			data = c.inbuf
+		}
+		rest, ok := l.process(c, data)
+		if !ok {
+			l.drop(c)
+			return
+		}
+		// Keep an incomplete message for the next read.
+		if len(rest) == 0 && cap(c.inbuf) > loopReadSize {
+			c.inbuf = nil // do not hold a big packet's buffer
+		} else {
+			c.inbuf = append(c.inbuf[:0], rest...)
+		}
+		c.tryFlush()
+	}
+	if n == 0 || (err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)) {
+		l.drop(c)
+	}
+}
+
+// process handles the complete messages at the start of data and returns
+// the bytes of an incomplete last one. ok is false when the connection
+// must be closed.
+func (l *eventLoop) process(c *session, data []byte) (rest []byte, ok bool) {
+	s := l.s
+	for len(data) > 0 {
+		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
+		if err != nil {
+			s.log.Debug("closing connection", "conn", c.id, "peer", c.remote, "err", err)
+			return nil, false
+		}
+		if size == 0 {
+			break
+		}
+		msg, err := protocol.DecodeRequest(data[:size])
+		data = data[size:]
+		var perr *protocol.ProtocolError
+		switch {
+		case err == nil:
+			s.handle(c, msg)
+		case errors.As(err, &perr):
+			s.countPacket(msg.Packet)
+			s.sendError(c, perr.Code, perr.Text)
+		}
+		if c.pendingOutput() > flushEvery {
+			c.tryFlush()
+		}
+	}
+	return data, true
+}
+
+// writable writes output the socket refused before.
+func (l *eventLoop) writable(c *session) {
+	c.outMu.Lock()
+	c.watchWritable(false)
+	c.outMu.Unlock()
+	c.tryFlush() // asks for EPOLLOUT again if the socket is still full
+}
+
+// setWritableInterest adds or removes EPOLLOUT for c (from any goroutine;
+// the caller serialises calls for one connection with its outMu).
+func (l *eventLoop) setWritableInterest(c *session, on bool) {
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fdClosed {
+		return
+	}
+	events := uint32(syscall.EPOLLIN | syscall.EPOLLRDHUP)
+	if on {
+		events |= syscall.EPOLLOUT
+	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd)}
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+}
+
+// drop forgets and closes a connection.
+func (l *eventLoop) drop(c *session) {
+	delete(l.conns, c.fd)
+	l.s.closeSession(c)
+	c.fdMu.Lock()
+	if !c.fdClosed {
+		c.fdClosed = true
+		syscall.Close(c.fd) // also leaves the epoll set
+	}
+	c.fdMu.Unlock()
+}
