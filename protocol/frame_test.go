@@ -84,3 +84,56 @@ func TestFrameSizeRefusesEarly(t *testing.T) {
 		t.Errorf("partial line: %d %v", n, err)
 	}
 }
+
+// FuzzFrames feeds arbitrary bytes, split at an arbitrary point, through
+// FrameSize and DecodeRequest: no panic, no frame past the input, and the
+// same messages a Reader returns for the same bytes.
+func FuzzFrames(f *testing.F) {
+	for typ := Type(0); typ <= MaxType+1; typ++ {
+		args := make([][]byte, typ.NumArgs())
+		for i := range args {
+			args[i] = []byte("arg")
+		}
+		f.Add(AppendRequest(nil, typ, args...), uint8(5))
+	}
+	f.Add([]byte("status\r\nworkers\n"), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
+		const maxPacket, maxLine = 1 << 16, 4096
+		var want []string
+		r := NewReader(bytes.NewReader(data), maxPacket, maxLine)
+		for {
+			m, err := r.Read()
+			var perr *ProtocolError
+			if err != nil && !errors.As(err, &perr) {
+				break
+			}
+			want = append(want, describe(m, err))
+		}
+		var got []string
+		split := min(int(cut), len(data))
+		var buf []byte
+		for _, part := range [][]byte{data[:split], data[split:]} {
+			buf = append(buf, part...)
+			for {
+				n, err := FrameSize(buf, maxPacket, maxLine)
+				if err != nil || n == 0 {
+					break
+				}
+				if n > len(buf) {
+					t.Fatalf("frame of %d bytes in %d", n, len(buf))
+				}
+				m, err := DecodeRequest(buf[:n])
+				got = append(got, describe(m, err))
+				buf = buf[n:]
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("frames %q, reader %q", got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("message %d: %s, reader %s", i, got[i], want[i])
+			}
+		}
+	})
+}
