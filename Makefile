@@ -32,6 +32,7 @@ lint:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./protocol
+	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 60s ./protocol
 
 # make demo: a Jenkins emulator (bridge/jenkinstest/emulator serving its
 # example.yaml) and gearbridge bridging it, until Ctrl-C.
