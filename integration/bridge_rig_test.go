@@ -48,7 +48,8 @@ func startBridgeRig(t *testing.T, st gearbridge.Store, masters ...rigMaster) *br
 	if st == nil {
 		st = store.NewMemory()
 	}
-	srv, err := server.New(server.Config{Store: st, HandlePrefix: "H:rig"})
+	// As the binary runs it: GRABs held for 10ms.
+	srv, err := server.New(server.Config{Store: st, HandlePrefix: "H:rig", GrabHold: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

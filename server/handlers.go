@@ -61,6 +61,10 @@ func (s *Server) persist(c *session, j *job) {
 // dispatch handles a binary request with s.mu held. It returns a job that
 // must be handed to the store once the lock is released.
 func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
+	if c.held != 0 {
+		// Replies keep request order: the held GRAB is answered first.
+		s.releaseHold(c)
+	}
 	switch p.Type {
 	case protocol.SubmitJob:
 		return s.submit(c, p.Args[0], p.Args[1], nil, p.Args[2], gearbridge.PriorityNormal, false, "")
@@ -254,10 +258,48 @@ func (s *Server) grab(c *session, typ protocol.Type) {
 	c.sleeping, c.noopSent = false, false
 	j := s.nextJob(c)
 	if j == nil {
+		if s.cfg.GrabHold > 0 && len(c.abilities) > 0 {
+			s.holdGrab(c, typ)
+			return
+		}
 		s.send(c, noJobPacket)
 		return
 	}
 	s.assign(c, j)
+	s.sendAssignment(c, j, typ)
+}
+
+// holdGrab keeps an unanswered GRAB for a moment: a job that arrives in
+// that time goes straight to this worker (JOB_ASSIGN), which saves the
+// NO_JOB, PRE_SLEEP, NOOP and second GRAB that would otherwise carry it.
+// After GrabHold, or as soon as the worker sends anything else, the GRAB
+// is answered NO_JOB as usual.
+func (s *Server) holdGrab(c *session, typ protocol.Type) {
+	c.held = typ
+	c.holdUntil = s.cfg.Now().Add(s.cfg.GrabHold)
+	if c.holdTimer == nil {
+		c.holdTimer = time.AfterFunc(s.cfg.GrabHold, func() { s.holdExpired(c) })
+	} else {
+		c.holdTimer.Reset(s.cfg.GrabHold)
+	}
+}
+
+func (s *Server) holdExpired(c *session) {
+	s.mu.Lock()
+	defer s.unlock()
+	if c.held != 0 && !c.closed && !s.cfg.Now().Before(c.holdUntil) {
+		s.releaseHold(c)
+	}
+}
+
+// releaseHold answers a held GRAB with NO_JOB.
+func (s *Server) releaseHold(c *session) {
+	c.held = 0
+	s.send(c, noJobPacket)
+}
+
+// sendAssignment sends j to worker c in the reply its GRAB variant wants.
+func (s *Server) sendAssignment(c *session, j *job, typ protocol.Type) {
 	h, fn, payload := []byte(j.Handle), []byte(j.fn.name), j.Payload
 	switch {
 	case typ == protocol.GrabJobAll && j.Reducer != "":

@@ -45,7 +45,29 @@ func (s *Server) enqueue(j *job) {
 	s.queueSeq++
 	j.queueSeq = s.queueSeq
 	j.fn.queues[j.Priority].pushBack(j)
-	s.wakeOne(j.fn)
+	if !s.assignHeld(j) {
+		s.wakeOne(j.fn)
+	}
+}
+
+// assignHeld gives a newly queued job to a worker whose GRAB is held,
+// taking the function's workers in turn.
+func (s *Server) assignHeld(j *job) bool {
+	f := j.fn
+	n := len(f.workers)
+	for i := 0; i < n; i++ {
+		k := (f.wakeNext + i) % n
+		w := f.workers[k]
+		if w.held != 0 && !w.closed {
+			f.wakeNext = (k + 1) % n
+			typ := w.held
+			w.held = 0
+			s.assign(w, j)
+			s.sendAssignment(w, j, typ)
+			return true
+		}
+	}
+	return false
 }
 
 // wakeOne sends one NOOP to a sleeping worker of f that has none pending.

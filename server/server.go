@@ -55,6 +55,10 @@ type Config struct {
 	DropRestoredForeground bool
 	// Exceptions turns the exceptions option on for every connection.
 	Exceptions bool
+	// GrabHold keeps a GRAB that finds no job unanswered this long, so
+	// that a job arriving meanwhile goes straight to the worker; 0 answers
+	// NO_JOB at once, as gearmand does.
+	GrabHold time.Duration
 	// EventLoop serves TCP connections from one epoll loop instead of a
 	// goroutine pair per connection (Linux only).
 	EventLoop bool
@@ -262,6 +266,10 @@ func (s *Server) accept(nc net.Conn, id uint64) {
 func (s *Server) closeSession(c *session) {
 	s.mu.Lock()
 	c.closed = true
+	c.held = 0
+	if c.holdTimer != nil {
+		c.holdTimer.Stop()
+	}
 	s.resetAbilities(c)
 	for j := range c.attached {
 		s.detachListener(j, c)

@@ -502,3 +502,34 @@ func TestRestoreRulesForForegroundRetriesAndEpochs(t *testing.T) {
 	w.send(protocol.GrabJobUniq)
 	w.recv(protocol.NoJob)
 }
+
+func TestHeldGrabTakesTheNextJobDirectly(t *testing.T) {
+	_, addr := startServer(t, Config{GrabHold: time.Hour})
+	w := worker(t, addr, "f")
+	w.send(protocol.GrabJobUniq) // nothing queued: held, not answered
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "f", "u", "x")
+	if got := w.recv(protocol.JobAssignUniq); got[0] != h || got[2] != "u" {
+		t.Fatalf("assigned %q", got)
+	}
+	// Anything else the worker sends first answers its held GRAB.
+	w.send(protocol.GrabJob)
+	w.send(protocol.EchoReq, "e")
+	w.recv(protocol.NoJob)
+	w.recv(protocol.EchoRes)
+}
+
+func TestHeldGrabIsAnsweredWhenTheHoldEnds(t *testing.T) {
+	_, addr := startServer(t, Config{GrabHold: 20 * time.Millisecond})
+	w := worker(t, addr, "f")
+	start := time.Now()
+	w.send(protocol.GrabJobUniq)
+	w.recv(protocol.NoJob)
+	if waited := time.Since(start); waited < 20*time.Millisecond {
+		t.Fatalf("NO_JOB after %v, before the hold ended", waited)
+	}
+	// Without functions there is nothing to wait for.
+	idle := dial(t, addr)
+	idle.send(protocol.GrabJob)
+	idle.recv(protocol.NoJob)
+}

@@ -26,7 +26,10 @@ type session struct {
 	abilityLog []*function // registration order, newest last
 	sleeping   bool
 	noopSent   bool
-	wokeAt     time.Time // when the pending NOOP was sent
+	wokeAt     time.Time     // when the pending NOOP was sent
+	held       protocol.Type // a GRAB variant waiting for a job (GrabHold), or 0
+	holdUntil  time.Time
+	holdTimer  *time.Timer
 	exceptions bool
 	running    map[*job]struct{}
 	attached   map[*job]struct{} // jobs this session listens to

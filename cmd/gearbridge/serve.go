@@ -44,6 +44,7 @@ type serveFlags struct {
 	exceptions        bool
 	config            string
 	eventLoop         bool
+	grabHold          time.Duration
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -71,6 +72,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
 	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
+	fs.DurationVar(&f.grabHold, "grab-hold", 10*time.Millisecond, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand)")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from one epoll loop (Linux) instead of goroutines per connection")
 	var ignoredInt int
 	var ignoredString string
@@ -171,6 +173,7 @@ func runServe(args []string) error {
 		DropRestoredForeground: f.restoreForeground == "drop",
 		Exceptions:             f.exceptions,
 		EventLoop:              f.eventLoop,
+		GrabHold:               f.grabHold,
 		Logger:                 log,
 		OnShutdown: func(graceful bool) {
 			select {
