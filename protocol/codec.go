@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // HeaderSize is the size of a binary packet header: magic, type, size.
@@ -212,6 +213,7 @@ func AppendPacket(dst []byte, magic string, typ Type, args ...[]byte) []byte {
 		}
 		size += len(a)
 	}
+	dst = slices.Grow(dst, HeaderSize+size) // one allocation per packet
 	dst = append(dst, magic...)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(typ))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(size))

@@ -26,8 +26,9 @@ type eventLoop struct {
 	conns  map[int]*session
 	buf    []byte
 
-	stopOnce sync.Once
-	stopped  bool
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	stopped   bool
 }
 
 const loopReadSize = 64 << 10
@@ -43,35 +44,79 @@ func (s *Server) serveLoop(l *net.TCPListener) error {
 	if err := syscall.SetNonblock(lfd, true); err != nil {
 		return fmt.Errorf("event loop: %w", err)
 	}
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("event loop: epoll: %w", err)
+	n := s.cfg.EventLoops
+	if n <= 0 {
+		n = 1
 	}
-	wfd, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errno != 0 {
-		syscall.Close(epfd)
-		return fmt.Errorf("event loop: eventfd: %w", errno)
-	}
-	loop := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: int(wfd), conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
-	for _, fd := range []int{lfd, loop.wakefd} {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
-		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			loop.closeFDs()
-			return fmt.Errorf("event loop: watch listener: %w", err)
+	var loops []*eventLoop
+	defer func() {
+		for _, l := range loops {
+			l.closeFDs()
 		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := newEventLoop(s, lfd)
+		if err != nil {
+			return err
+		}
+		loops = append(loops, l)
 	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		loop.closeFDs()
 		return nil
 	}
-	s.loops = append(s.loops, loop)
-	s.connWG.Add(1)
+	s.loops = append(s.loops, loops...)
+	s.connWG.Add(len(loops))
 	s.mu.Unlock()
-	defer s.connWG.Done()
-	return loop.run()
+	errs := make(chan error, len(loops))
+	for _, l := range loops {
+		go func() {
+			defer s.connWG.Done()
+			errs <- l.run()
+		}()
+	}
+	var first error
+	for range loops {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			for _, l := range loops {
+				l.stop()
+			}
+		}
+	}
+	return first
 }
+
+// newEventLoop makes a loop that accepts from lfd. Every loop watches the
+// listener with EPOLLEXCLUSIVE, so the kernel wakes one of them for a new
+// connection and that loop serves it from then on.
+func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("event loop: epoll: %w", err)
+	}
+	wfd, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("event loop: eventfd: %w", errno)
+	}
+	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: int(wfd), conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
+	watch := []syscall.EpollEvent{
+		{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(lfd)},
+		{Events: syscall.EPOLLIN, Fd: int32(l.wakefd)},
+	}
+	for i := range watch {
+		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(watch[i].Fd), &watch[i]); err != nil {
+			l.closeFDs()
+			return nil, fmt.Errorf("event loop: watch: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// epollExclusive is EPOLLEXCLUSIVE, which package syscall lacks.
+const epollExclusive = 1 << 28
 
 // stop makes run return (from any goroutine).
 func (l *eventLoop) stop() {
@@ -82,8 +127,10 @@ func (l *eventLoop) stop() {
 }
 
 func (l *eventLoop) closeFDs() {
-	syscall.Close(l.wakefd)
-	syscall.Close(l.epfd)
+	l.closeOnce.Do(func() {
+		syscall.Close(l.wakefd)
+		syscall.Close(l.epfd)
+	})
 }
 
 func (l *eventLoop) run() error {
@@ -91,7 +138,6 @@ func (l *eventLoop) run() error {
 	// does; handlers still run on it and may wake other goroutines.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer l.closeFDs()
 	events := make([]syscall.EpollEvent, 256)
 	for !l.stopped {
 		n, err := syscall.EpollWait(l.epfd, events, -1)

@@ -62,6 +62,8 @@ type Config struct {
 	// EventLoop serves TCP connections from one epoll loop instead of a
 	// goroutine pair per connection (Linux only).
 	EventLoop bool
+	// EventLoops is how many event loops share the connections (default 1).
+	EventLoops int
 	// OnShutdown is called by the admin `shutdown [graceful]` command.
 	OnShutdown func(graceful bool)
 	Logger     *slog.Logger

@@ -45,6 +45,7 @@ type serveFlags struct {
 	config            string
 	eventLoop         bool
 	grabHold          time.Duration
+	eventLoops        int
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -73,6 +74,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
 	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
 	fs.DurationVar(&f.grabHold, "grab-hold", 10*time.Millisecond, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand)")
+	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from one epoll loop (Linux) instead of goroutines per connection")
 	var ignoredInt int
 	var ignoredString string
@@ -174,6 +176,7 @@ func runServe(args []string) error {
 		Exceptions:             f.exceptions,
 		EventLoop:              f.eventLoop,
 		GrabHold:               f.grabHold,
+		EventLoops:             f.eventLoops,
 		Logger:                 log,
 		OnShutdown: func(graceful bool) {
 			select {
