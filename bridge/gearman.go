@@ -69,6 +69,17 @@ func (c *gearConn) send(typ protocol.Type, args ...[]byte) error {
 	return nil
 }
 
+// sendPair sends two argument-less packets in one write.
+func (c *gearConn) sendPair(a, b protocol.Type) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(gearWriteTimeout))
+	if _, err := c.nc.Write(protocol.AppendRequest(protocol.AppendRequest(nil, a), b)); err != nil {
+		return fmt.Errorf("gearman server %s: send %s: %w", c.addr, a, err)
+	}
+	return nil
+}
+
 func (c *gearConn) sendString(typ protocol.Type, args ...string) error {
 	b := make([][]byte, len(args))
 	for i, a := range args {

@@ -155,7 +155,11 @@ func (w *worker) session(ctx context.Context, conn *gearConn) error {
 			continue
 		}
 		wantGrab = false
-		if err := conn.send(protocol.GrabJobUniq); err != nil {
+		// The ECHO right behind the GRAB makes any server answer the GRAB
+		// at once: gearbridge may otherwise hold a GRAB that finds no job
+		// (--grab-hold) and assign a job that arrives later, when this
+		// node may no longer have the executor the gate counted on.
+		if err := conn.sendPair(protocol.GrabJobUniq, protocol.EchoReq); err != nil {
 			return err
 		}
 		job, err := w.awaitAssignment(ctx, conn, &wantGrab)
@@ -235,6 +239,8 @@ func (w *worker) unsolicited(p *protocol.Packet, wantGrab *bool) error {
 	case protocol.Error:
 		// The plugin closes the session on ERROR; so do we, to start clean.
 		return errors.New("gearman server sent ERROR " + string(p.Arg(0)) + ": " + string(p.Arg(1)))
+	case protocol.EchoRes:
+		// the answer to the ECHO sent behind each GRAB
 	default:
 		w.log.Debug("ignoring unexpected packet", "type", p.Type.String())
 	}
