@@ -3,7 +3,6 @@ package server
 import (
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gearbridge/gearbridge"
@@ -37,25 +36,16 @@ func (s *Server) handle(c *session, msg protocol.Message) {
 	s.current = nil
 	s.unlock()
 	if newJob != nil {
-		s.persist(c, newJob)
+		s.persist(newJob)
 	}
 }
 
 // persist hands a new job to the store; the job becomes visible when the
-// store says it is durable.
-func (s *Server) persist(c *session, j *job) {
+// store says it is durable. The answer may come on any goroutine, even
+// before Add returns, so its replies always go through the writers.
+func (s *Server) persist(j *job) {
 	rec := j.Job // a copy: the store encodes it while we go on
-	var returned atomic.Bool
-	s.store.Add(&rec, func(err error) {
-		// A synchronous store answers on this reader goroutine, which
-		// flushes after the batch: no need to wake the writer.
-		var self *session
-		if !returned.Load() {
-			self = c
-		}
-		s.committed(j, err, self)
-	})
-	returned.Store(true)
+	s.store.Add(&rec, func(err error) { s.committed(j, err) })
 }
 
 // dispatch handles a binary request with s.mu held. It returns a job that

@@ -341,12 +341,9 @@ func (s *Server) newHandle() (uint64, string) {
 }
 
 // committed is called when the store has (or has not) made j durable.
-// self is the session whose reader goroutine is calling, if any.
-func (s *Server) committed(j *job, err error, self *session) {
+func (s *Server) committed(j *job, err error) {
 	s.mu.Lock()
 	defer s.unlockToWriters()
-	s.current = self
-	defer func() { s.current = nil }()
 	waiters := j.commitWaiters
 	j.commitWaiters = nil
 	j.fn.pending--
