@@ -204,31 +204,12 @@ func (l *eventLoop) accept() {
 		remote := sockaddrIP(sa)
 
 		s := l.s
-		s.mu.Lock()
-		if s.closing || (s.cfg.MaxConnections > 0 && len(s.sessions) >= s.cfg.MaxConnections) {
-			full := !s.closing
-			s.mu.Unlock()
-			if full {
-				s.metrics.refused.Inc()
-				s.log.Warn("too many connections; refusing", "peer", remote, "max", s.cfg.MaxConnections)
-			}
+		c := newSessionState(s, s.nextConnID.Add(1), remote)
+		c.fd, c.loop = nfd, l
+		if !s.admit(c, false) {
 			syscall.Close(nfd)
 			continue
 		}
-		id := s.nextConnID.Add(1)
-		c := &session{
-			srv: s, id: id, remote: remote, fd: nfd, loop: l,
-			clientID:  "-",
-			abilities: map[*function]*ability{},
-			running:   map[*job]struct{}{},
-			attached:  map[*job]struct{}{},
-			wake:      make(chan struct{}, 1),
-			done:      make(chan struct{}),
-		}
-		c.exceptions = s.cfg.Exceptions
-		s.sessions[id] = c
-		s.mu.Unlock()
-		s.metrics.connections.Inc()
 
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(nfd)}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, nfd, &ev); err != nil {

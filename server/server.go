@@ -240,27 +240,39 @@ func (s *Server) accept(nc net.Conn, id uint64) {
 		tc.SetKeepAlivePeriod(30 * time.Second)
 		tc.SetNoDelay(true)
 	}
+	c := newSession(s, id, nc)
+	if !s.admit(c, true) {
+		nc.Close()
+		return
+	}
+	go func() {
+		defer s.connWG.Done()
+		c.serve()
+	}()
+}
+
+// admit registers a new connection, unless the server is closing or
+// --max-connections is reached. withGoroutine counts the connection's
+// reader in connWG (under the lock, so that Close cannot miss it).
+func (s *Server) admit(c *session, withGoroutine bool) bool {
 	s.mu.Lock()
 	if s.closing || (s.cfg.MaxConnections > 0 && len(s.sessions) >= s.cfg.MaxConnections) {
 		full := !s.closing
 		s.mu.Unlock()
 		if full {
 			s.metrics.refused.Inc()
-			s.log.Warn("too many connections; refusing", "peer", nc.RemoteAddr(), "max", s.cfg.MaxConnections)
+			s.log.Warn("too many connections; refusing", "peer", c.remote, "max", s.cfg.MaxConnections)
 		}
-		nc.Close()
-		return
+		return false
 	}
-	c := newSession(s, id, nc)
 	c.exceptions = s.cfg.Exceptions
-	s.sessions[id] = c
-	s.connWG.Add(1)
+	s.sessions[c.id] = c
+	if withGoroutine {
+		s.connWG.Add(1)
+	}
 	s.mu.Unlock()
 	s.metrics.connections.Inc()
-	go func() {
-		defer s.connWG.Done()
-		c.serve()
-	}()
+	return true
 }
 
 // closeSession forgets a connection: its running jobs go back to the

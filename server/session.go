@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"syscall"
@@ -76,16 +75,20 @@ func newSession(srv *Server, id uint64, nc net.Conn) *session {
 	if host, _, err := net.SplitHostPort(remote); err == nil {
 		remote = host
 	}
-	var raw syscall.RawConn
+	c := newSessionState(srv, id, remote)
+	c.nc = nc
 	if sc, ok := nc.(syscall.Conn); ok {
-		raw, _ = sc.SyscallConn()
+		c.raw, _ = sc.SyscallConn()
 	}
+	return c
+}
+
+// newSessionState is a connection's state before any transport is set.
+func newSessionState(srv *Server, id uint64, remote string) *session {
 	return &session{
 		fd:        -1,
-		raw:       raw,
 		srv:       srv,
 		id:        id,
-		nc:        nc,
 		remote:    remote,
 		clientID:  "-",
 		abilities: map[*function]*ability{},
@@ -329,8 +332,4 @@ func (c *session) closeConn() {
 		syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
 	}
 	c.fdMu.RUnlock()
-}
-
-func (c *session) logAttrs() []any {
-	return []any{slog.Uint64("conn", c.id), slog.String("peer", c.remote)}
 }
