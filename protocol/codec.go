@@ -158,8 +158,13 @@ func (r *Reader) readPacket() (*Packet, error) {
 		}
 		return nil, err
 	}
+	return decode(magic, typ, payload, r.wantMagics)
+}
+
+// decode builds the packet of a complete frame; payload becomes its args.
+func decode(magic string, typ Type, payload []byte, want string) (*Packet, error) {
 	p := &Packet{Response: magic == ResMagic, Type: typ}
-	if magic != r.wantMagics {
+	if magic != want {
 		// gearmand answers a "\0RES" request with ERROR INVALID_MAGIC and
 		// keeps the connection; the payload has been consumed, so we are
 		// still in sync.

@@ -59,16 +59,6 @@ func DecodeRequest(frame []byte) (Message, error) {
 		return Message{Line: append([]byte{}, line...)}, nil
 	}
 	typ := Type(binary.BigEndian.Uint32(frame[4:8]))
-	p := &Packet{Response: string(frame[:4]) == ResMagic, Type: typ}
-	if p.Response {
-		return Message{Packet: p}, &ProtocolError{Code: "INVALID_MAGIC", Text: "Request magic expected", cause: errNotARequest}
-	}
-	payload := append([]byte(nil), frame[HeaderSize:]...)
-	args, ok := SplitArgs(payload, typ.NumArgs())
-	if !ok {
-		p.Malformed = true
-		return Message{Packet: p}, &ProtocolError{Code: "INVALID_PACKET", Text: "Packet has too few arguments", cause: errTooFewArgs}
-	}
-	p.Args = args
-	return Message{Packet: p}, nil
+	p, err := decode(string(frame[:4]), typ, append([]byte(nil), frame[HeaderSize:]...), ReqMagic)
+	return Message{Packet: p}, err
 }
