@@ -60,22 +60,21 @@ func (c *gearConn) readLoop() {
 }
 
 func (c *gearConn) send(typ protocol.Type, args ...[]byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(gearWriteTimeout))
-	if _, err := c.nc.Write(protocol.AppendRequest(nil, typ, args...)); err != nil {
-		return fmt.Errorf("gearman server %s: send %s: %w", c.addr, typ, err)
-	}
-	return nil
+	return c.write(typ, protocol.AppendRequest(nil, typ, args...))
 }
 
 // sendPair sends two argument-less packets in one write.
 func (c *gearConn) sendPair(a, b protocol.Type) error {
+	return c.write(a, protocol.AppendRequest(protocol.AppendRequest(nil, a), b))
+}
+
+// write sends encoded packets (typ names the first, for errors).
+func (c *gearConn) write(typ protocol.Type, packets []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(gearWriteTimeout))
-	if _, err := c.nc.Write(protocol.AppendRequest(protocol.AppendRequest(nil, a), b)); err != nil {
-		return fmt.Errorf("gearman server %s: send %s: %w", c.addr, a, err)
+	if _, err := c.nc.Write(packets); err != nil {
+		return fmt.Errorf("gearman server %s: send %s: %w", c.addr, typ, err)
 	}
 	return nil
 }
