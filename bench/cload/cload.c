@@ -7,7 +7,9 @@
  * the server it measures; a Go client spends about as much CPU per job as
  * the server does (netpoll, EAGAIN reads, scheduler), which compresses the
  * difference between two servers. A blocking C client costs a fraction of
- * that, so the figures show the servers. Output is one line of key=value
+ * that, so the figures show the servers: it reads replies through a buffer
+ * (one read per burst), its main thread sleeps while the workers run, and
+ * its threads run SCHED_BATCH (see main). Output is one line of key=value
  * pairs, the same as bench/loadgen's.
  *
  * Build: cc -O2 -pthread -o cload cload.c
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -41,9 +44,14 @@ static const char *scenario = "submit-bg";
 static const char *label = "";
 static int clients = 4, workers = 4, jobs = 20000, idle = 500, functions = 50, payload_len = 100;
 static double duration = 60;
+static const char *sched = "batch";
 static char payload[65536];
 
 static atomic_long done_jobs, noops, sleeps, assigned;
+/* drain_end: when the worker that took the last queued job took it, so the
+ * main thread can check on the run rarely (it shares the CPUs). */
+static long drain_target;
+static _Atomic double drain_end;
 static double deadline;
 
 static double now(void)
@@ -76,13 +84,16 @@ static int dial(void)
 	return fd;
 }
 
-/* A connection with a write buffer, so pipelined requests go in one write. */
+/* A connection with a write buffer, so pipelined requests go in one write,
+ * and a read buffer, so a burst of replies costs one read, not two per
+ * packet (header, then body). */
 struct conn {
 	int fd;
 	char out[1 << 16];
 	size_t n;
-	char *in;
-	size_t cap;
+	char *buf;           /* received bytes: buf[start:end] not yet parsed */
+	size_t start, end, cap;
+	char *in;            /* the payload of the packet next() returned */
 };
 
 static void conn_init(struct conn *c, int fd)
@@ -90,7 +101,7 @@ static void conn_init(struct conn *c, int fd)
 	memset(c, 0, sizeof *c);
 	c->fd = fd;
 	c->cap = 1 << 16;
-	c->in = malloc(c->cap);
+	c->buf = malloc(c->cap);
 }
 
 /* put buffers one request packet: args joined by NULs. */
@@ -136,11 +147,22 @@ static int flush(struct conn *c)
 	return 0;
 }
 
-static int readn(int fd, char *buf, size_t n)
+/* fill reads until buf holds at least n unparsed bytes; -1 on EOF or error. */
+static int fill(struct conn *c, size_t n)
 {
-	size_t off = 0;
-	while (off < n) {
-		ssize_t r = read(fd, buf + off, n - off);
+	if (c->end - c->start >= n)
+		return 0;
+	if (c->start > 0) {
+		memmove(c->buf, c->buf + c->start, c->end - c->start);
+		c->end -= c->start;
+		c->start = 0;
+	}
+	if (n > c->cap) {
+		c->cap = n;
+		c->buf = realloc(c->buf, c->cap);
+	}
+	while (c->end < n) {
+		ssize_t r = read(c->fd, c->buf + c->end, c->cap - c->end);
 		if (r == 0)
 			return -1;
 		if (r < 0) {
@@ -148,29 +170,27 @@ static int readn(int fd, char *buf, size_t n)
 				continue;
 			return -1;
 		}
-		off += r;
+		c->end += r;
 	}
 	return 0;
 }
 
-/* next reads one response packet; returns its type, or -1. The payload is
- * in c->in (size *len). */
+/* next parses one response packet, reading only when the buffer has no
+ * complete one; returns its type, or -1. The payload is at c->in (size
+ * *len) until the next call. */
 static int next(struct conn *c, size_t *len)
 {
-	char h[12];
-	if (readn(c->fd, h, 12) < 0)
+	if (fill(c, 12) < 0)
 		return -1;
 	uint32_t t, s;
-	memcpy(&t, h + 4, 4);
-	memcpy(&s, h + 8, 4);
+	memcpy(&t, c->buf + c->start + 4, 4);
+	memcpy(&s, c->buf + c->start + 8, 4);
 	t = ntohl(t);
 	s = ntohl(s);
-	if (s > c->cap) {
-		c->cap = s;
-		c->in = realloc(c->in, c->cap);
-	}
-	if (readn(c->fd, c->in, s) < 0)
+	if (fill(c, 12 + (size_t)s) < 0)
 		return -1;
+	c->in = c->buf + c->start + 12;
+	c->start += 12 + s;
 	*len = s;
 	return (int)t;
 }
@@ -192,55 +212,69 @@ struct worker {
 	pthread_t th;
 	struct conn c;
 	char fn[64];
+	int slept;
 };
 
 /* A well-mannered libgearman-style worker: GRAB_JOB_UNIQ; PRE_SLEEP on
  * NO_JOB; grab again on NOOP; a job is completed at once and the next grab
- * is pipelined behind it. */
+ * is pipelined behind it. on_packet buffers the worker's answer to one
+ * packet; the caller flushes. */
+static void on_packet(struct worker *w, int t, size_t len)
+{
+	struct conn *c = &w->c;
+	switch (t) {
+	case JOB_ASSIGN_UNIQ: {
+		size_t hl = strnlen(c->in, len);
+		char handle[128];
+		memcpy(handle, c->in, hl < 127 ? hl : 127);
+		handle[hl < 127 ? hl : 127] = 0;
+		const char *args[2] = {handle, "ok"};
+		size_t lens[2] = {strlen(handle), 2};
+		put(c, WORK_COMPLETE, 2, args, lens);
+		put0(c, GRAB_JOB_UNIQ);
+		if (atomic_fetch_add(&assigned, 1) + 1 == drain_target)
+			atomic_store(&drain_end, now());
+		break;
+	}
+	case NO_JOB:
+		put0(c, PRE_SLEEP);
+		if (!w->slept) {
+			w->slept = 1;
+			atomic_fetch_add(&sleeps, 1);
+		}
+		break;
+	case NOOP:
+		atomic_fetch_add(&noops, 1);
+		put0(c, GRAB_JOB_UNIQ);
+		break;
+	default:
+		fprintf(stderr, "cload: worker got packet type %d\n", t);
+		exit(1);
+	}
+}
+
+static int worker_hello(struct worker *w)
+{
+	const char *a[1] = {w->fn};
+	size_t l[1] = {strlen(w->fn)};
+	put(&w->c, CAN_DO, 1, a, l);
+	put0(&w->c, GRAB_JOB_UNIQ);
+	return flush(&w->c);
+}
+
+/* work runs one worker on its own thread with blocking reads. */
 static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct conn *c = &w->c;
-	const char *a[1] = {w->fn};
-	size_t l[1] = {strlen(w->fn)};
-	put(c, CAN_DO, 1, a, l);
-	put0(c, GRAB_JOB_UNIQ);
-	if (flush(c) < 0)
+	if (worker_hello(w) < 0)
 		return NULL;
-	int slept = 0;
 	for (;;) {
 		size_t len;
 		int t = next(c, &len);
 		if (t < 0)
 			return NULL; /* closed at the end of the run */
-		switch (t) {
-		case JOB_ASSIGN_UNIQ: {
-			size_t hl = strnlen(c->in, len);
-			char handle[128];
-			memcpy(handle, c->in, hl < 127 ? hl : 127);
-			handle[hl < 127 ? hl : 127] = 0;
-			const char *args[2] = {handle, "ok"};
-			size_t lens[2] = {strlen(handle), 2};
-			put(c, WORK_COMPLETE, 2, args, lens);
-			put0(c, GRAB_JOB_UNIQ);
-			atomic_fetch_add(&assigned, 1);
-			break;
-		}
-		case NO_JOB:
-			put0(c, PRE_SLEEP);
-			if (!slept) {
-				slept = 1;
-				atomic_fetch_add(&sleeps, 1);
-			}
-			break;
-		case NOOP:
-			atomic_fetch_add(&noops, 1);
-			put0(c, GRAB_JOB_UNIQ);
-			break;
-		default:
-			fprintf(stderr, "cload: worker got packet type %d\n", t);
-			exit(1);
-		}
+		on_packet(w, t, len);
 		if (flush(c) < 0)
 			return NULL;
 	}
@@ -380,7 +414,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: cload --server HOST:PORT --scenario submit-bg|drain|roundtrip|idle-workers\n"
 			"             [--clients N] [--workers N] [--jobs N] [--idle N] [--functions N]\n"
-			"             [--payload BYTES] [--duration SECONDS] [--label TEXT]\n");
+			"             [--payload BYTES] [--duration SECONDS] [--label TEXT]\n"
+			"             [--sched batch|other]\n");
 	exit(2);
 }
 
@@ -411,8 +446,21 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--payload")) payload_len = atoi(v);
 		else if (!strcmp(k, "--duration")) duration = atof(v);
 		else if (!strcmp(k, "--label")) label = v;
+		else if (!strcmp(k, "--sched")) sched = v;
 		else usage();
 	}
+	/* The generator shares the CPUs with the server it measures, and its
+	 * threads wake on every reply. Under the default policy a woken thread
+	 * may preempt the server in the middle of its batch of connections,
+	 * which clients on other machines cannot do. SCHED_BATCH (inherited by
+	 * every thread) keeps the fair share of CPU but not that preemption.
+	 * Both servers get the same; --sched other turns it off. */
+	if (!strcmp(sched, "batch")) {
+		struct sched_param sp = {0};
+		if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+			die("sched_setscheduler SCHED_BATCH");
+	} else if (strcmp(sched, "other"))
+		usage();
 	if (strcmp(host, "127.0.0.1") && strcmp(host, "localhost")) {
 		fprintf(stderr, "cload: only loopback targets are allowed\n");
 		return 2;
@@ -429,11 +477,13 @@ int main(int argc, char **argv)
 		n = atomic_load(&done_jobs);
 	} else if (!strcmp(scenario, "drain")) {
 		preload("cload-drain", jobs);
+		drain_target = jobs;
 		double start = now();
 		struct worker *ws = start_workers(workers, 1, "cload-drain");
-		while (atomic_load(&assigned) < jobs && now() - start < duration)
-			usleep(200);
-		elapsed = now() - start;
+		while (atomic_load(&drain_end) == 0 && now() - start < duration)
+			usleep(10000);
+		double end = atomic_load(&drain_end);
+		elapsed = (end > 0 ? end : now()) - start;
 		n = atomic_load(&assigned);
 		stop_workers(ws, workers);
 		snprintf(extra, sizeof extra, " workers=%d", workers);
