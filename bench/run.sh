@@ -13,10 +13,18 @@
 # Every run also reports the server's own CPU time per job, read from
 # /proc: the efficiency of the server whatever the client costs.
 #
+# A shared VM moves by 10-20% from one minute to the next, so every
+# in-memory pair runs BENCH_ROUNDS times, gearbridge and gearmand taking
+# turns, and the summary shows the medians, their ratio and the range of
+# the per-round ratios.
+#
 # Knobs (environment): BENCH_JOBS (background submits, default 100000),
 # BENCH_DRAIN_JOBS (50000), BENCH_RT_JOBS (foreground round trips, 30000),
 # BENCH_IDLE_JOBS (20000), BENCH_DURABLE_JOBS (20000), BENCH_DURATION (cap per
-# run, 15s), GEARMAND (/usr/sbin/gearmand).
+# run, 15s), BENCH_ROUNDS (3), BENCH_ONLY (groups to run, space-separated:
+# submit-bg drain roundtrip idle-workers durable bridge; default all),
+# BENCH_SCHED (cload's scheduling policy: batch,
+# the default, or other; see bench/cload/cload.c), GEARMAND (/usr/sbin/gearmand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +35,8 @@ RT_JOBS=${BENCH_RT_JOBS:-30000}
 IDLE_JOBS=${BENCH_IDLE_JOBS:-20000}
 DURABLE_JOBS=${BENCH_DURABLE_JOBS:-20000}
 DURATION=${BENCH_DURATION:-15s}
+ROUNDS=${BENCH_ROUNDS:-3}
+SCHED=${BENCH_SCHED:-batch}
 
 if [[ ! -x $GEARMAND ]]; then
 	echo "bench: $GEARMAND not found (apt-get install gearman-job-server)" >&2
@@ -129,7 +139,7 @@ run() {
 			--duration "$DURATION" "${extra[@]}" "$@")
 	else
 		line=$(timeout 300 "$tmp/cload" --server "$addr" --label "$kind" --scenario "$scenario" \
-			--duration "${DURATION%s}" "$@")
+			--duration "${DURATION%s}" --sched "$SCHED" "$@")
 	fi
 	t1=$(cpu_ticks)
 	line+=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$(field "$line" jobs)" \
@@ -142,23 +152,41 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 summary=()
-# pair TITLE SCENARIO ARGS...: the scenario against gearbridge (in memory),
-# C gearmand as installed (the reference) and C gearmand --threads=0 (its
-# fastest setting on a small machine, for information).
+
+# median LINE...: the line with the median jobs_per_s.
+median() {
+	local l
+	for l in "$@"; do
+		printf '%s\t%s\n' "$(field "$l" jobs_per_s)" "$l"
+	done | sort -n | awk -F'\t' '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }'
+}
+
+# pair TITLE SCENARIO ARGS...: the scenario against gearbridge (in memory)
+# and C gearmand as installed (the reference), BENCH_ROUNDS times each in
+# turn, then once against C gearmand --threads=0 (its fastest setting on a
+# small machine, for information).
 pair() {
 	local title=$1
 	shift
 	echo "$title"
-	run gb-none "$@"
-	local gb=$line
-	run gm "$@"
-	local gm=$line
+	local gbs=() gms=() ratios=() r
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run gb-none "$@"
+		gbs+=("$line")
+		run gm "$@"
+		gms+=("$line")
+		ratios+=("$(ratio "$(field "${gbs[-1]}" jobs_per_s)" "$(field "${gms[-1]}" jobs_per_s)")")
+	done
+	local gb gm
+	gb=$(median "${gbs[@]}")
+	gm=$(median "${gms[@]}")
 	run gm-t0 "$@"
 	local t0=$line
 	local s
 	s=$(printf '%-44s gearbridge %8s/s  gearmand %8s/s  ratio %s   (gearmand -t0 %s/s, ratio %s)' "$title" \
 		"$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$gm" jobs_per_s)")" \
 		"$(field "$t0" jobs_per_s)" "$(ratio "$(field "$gb" jobs_per_s)" "$(field "$t0" jobs_per_s)")")
+	s+=$(printf '\n%-44s ratio per round: %s' "" "$(printf '%s\n' "${ratios[@]}" | sort -n | paste -sd' ')")
 	s+=$(printf '\n%-44s server CPU per job %s vs %s us: %sx less' "" "$(field "$gb" server_cpu_us_per_job)" \
 		"$(field "$gm" server_cpu_us_per_job)" "$(ratio "$(field "$gm" server_cpu_us_per_job)" "$(field "$gb" server_cpu_us_per_job)")")
 	if [[ -n $(field "$gb" p50_ms) ]]; then
@@ -191,20 +219,28 @@ durable() {
 	summary+=("$s")
 }
 
-pair "background submit, 4 clients" submit-bg --clients 4 --jobs "$JOBS"
-pair "drain $DRAIN_JOBS queued jobs, 4 workers" drain --workers 4 --jobs "$DRAIN_JOBS"
-pair "foreground round trip, 4 clients, 4 workers" roundtrip --clients 4 --workers 4 --jobs "$RT_JOBS"
-pair "500 idle workers on 50 functions, 4 clients" idle-workers --idle 500 --functions 50 --clients 4 --jobs "$IDLE_JOBS"
+# want GROUP: whether BENCH_ONLY (space-separated groups; empty: all)
+# selects GROUP.
+want() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+
+want submit-bg && pair "background submit, 4 clients" submit-bg --clients 4 --jobs "$JOBS"
+want drain && pair "drain $DRAIN_JOBS queued jobs, 4 workers" drain --workers 4 --jobs "$DRAIN_JOBS"
+want roundtrip && pair "foreground round trip, 4 clients, 4 workers" roundtrip --clients 4 --workers 4 --jobs "$RT_JOBS"
+want idle-workers && pair "500 idle workers on 50 functions, 4 clients" idle-workers --idle 500 --functions 50 --clients 4 --jobs "$IDLE_JOBS"
 export CLIENT=loadgen
-durable "durable background submit, 4 clients" submit-bg --clients 4 --jobs "$DURABLE_JOBS"
-durable "durable background submit, 16 clients" submit-bg --clients 16 --jobs "$DURABLE_JOBS"
-durable "durable pipelined submit, 1 connection" submit-pipelined --conns 1 --jobs "$DURABLE_JOBS"
-durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --jobs "$DURABLE_JOBS"
+if want durable; then
+	durable "durable background submit, 4 clients" submit-bg --clients 4 --jobs "$DURABLE_JOBS"
+	durable "durable background submit, 16 clients" submit-bg --clients 16 --jobs "$DURABLE_JOBS"
+	durable "durable pipelined submit, 1 connection" submit-pipelined --conns 1 --jobs "$DURABLE_JOBS"
+	durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --jobs "$DURABLE_JOBS"
+fi
 
 echo
-echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $ROUNDS rounds, cload --sched $SCHED, $(date -u +%Y-%m-%dT%H:%MZ))"
 printf '%s\n' "${summary[@]}"
 
-echo
-echo "Jenkins bridge (bench/bridgebench: emulated masters, zero-length builds)"
-go run ./bench/bridgebench
+if want bridge; then
+	echo
+	echo "Jenkins bridge (bench/bridgebench: emulated masters, zero-length builds)"
+	go run ./bench/bridgebench
+fi
