@@ -163,14 +163,16 @@ func (r *Reader) readPacket() (*Packet, error) {
 
 // decode builds the packet of a complete frame; payload becomes its args.
 func decode(magic string, typ Type, payload []byte, want string) (*Packet, error) {
-	p := &Packet{Response: magic == ResMagic, Type: typ}
+	// The packet and room for its arguments come in one allocation.
+	pa := &packetArgs{Packet: Packet{Response: magic == ResMagic, Type: typ}}
+	p := &pa.Packet
 	if magic != want {
 		// gearmand answers a "\0RES" request with ERROR INVALID_MAGIC and
 		// keeps the connection; the payload has been consumed, so we are
 		// still in sync.
 		return p, &ProtocolError{Code: "INVALID_MAGIC", Text: "Request magic expected", cause: errNotARequest}
 	}
-	args, ok := SplitArgs(payload, typ.NumArgs())
+	args, ok := splitArgs(pa.argv[:0], payload, typ.NumArgs())
 	if !ok {
 		p.Malformed = true
 		return p, &ProtocolError{Code: "INVALID_PACKET", Text: "Packet has too few arguments", cause: errTooFewArgs}
@@ -179,14 +181,26 @@ func decode(magic string, typ Type, payload []byte, want string) (*Packet, error
 	return p, nil
 }
 
+// packetArgs is a Packet with room for the most arguments a type has.
+type packetArgs struct {
+	Packet
+	argv [maxArgs][]byte
+}
+
+const maxArgs = 8 // SUBMIT_JOB_SCHED
+
 // SplitArgs splits a payload into n arguments at the first n-1 NULs; the
 // last argument is the rest of the payload. It reports false when there are
 // fewer than n-1 NULs.
 func SplitArgs(payload []byte, n int) ([][]byte, bool) {
+	return splitArgs(make([][]byte, 0, n), payload, n)
+}
+
+// splitArgs is SplitArgs appending to args.
+func splitArgs(args [][]byte, payload []byte, n int) ([][]byte, bool) {
 	if n == 0 {
 		return nil, true
 	}
-	args := make([][]byte, 0, n)
 	for i := 0; i < n-1; i++ {
 		j := bytes.IndexByte(payload, 0)
 		if j < 0 {
