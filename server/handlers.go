@@ -293,11 +293,11 @@ func (s *Server) sendAssignment(c *session, j *job, typ protocol.Type) {
 	h, fn, payload := []byte(j.Handle), []byte(j.fn.name), j.Payload
 	switch {
 	case typ == protocol.GrabJobAll && j.Reducer != "":
-		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignAll, h, fn, []byte(j.Unique), []byte(j.Reducer), payload))
+		s.sendResponse(c, protocol.JobAssignAll, h, fn, []byte(j.Unique), []byte(j.Reducer), payload)
 	case typ == protocol.GrabJob:
-		s.send(c, protocol.AppendResponse(nil, protocol.JobAssign, h, fn, payload))
+		s.sendResponse(c, protocol.JobAssign, h, fn, payload)
 	default:
-		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignUniq, h, fn, []byte(j.Unique), payload))
+		s.sendResponse(c, protocol.JobAssignUniq, h, fn, []byte(j.Unique), payload)
 	}
 }
 
@@ -309,8 +309,8 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 		s.send(c, protocol.AppendError(nil, "ARGUMENT_TOO_LARGE", errHandleTooLarge))
 		return
 	}
-	j := s.jobs[string(handle)]
-	if j == nil || j.state != stateRunning || j.worker != c {
+	j := s.runningJob(c, handle)
+	if j == nil {
 		text := errWorkNotFound
 		switch p.Type {
 		case protocol.WorkData, protocol.WorkWarning:

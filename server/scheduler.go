@@ -225,6 +225,24 @@ func (s *Server) unassign(j *job) {
 	j.state = stateDone
 }
 
+// runningJob is the job with this handle that worker c holds, or nil.
+// Workers mostly hold a job or two, and looking among them is cheaper than
+// in the server's map of every job, which a big queue makes slow.
+func (s *Server) runningJob(c *session, handle []byte) *job {
+	if len(c.running) > 4 {
+		if j := s.jobs[string(handle)]; j != nil && j.state == stateRunning && j.worker == c {
+			return j
+		}
+		return nil
+	}
+	for j := range c.running {
+		if j.Handle == string(handle) {
+			return j
+		}
+	}
+	return nil
+}
+
 // finish forgets a job that has ended, for whatever reason.
 func (s *Server) finish(j *job) {
 	switch j.state {
@@ -241,7 +259,7 @@ func (s *Server) finish(j *job) {
 		delete(l.attached, j)
 	}
 	j.listeners = nil
-	if j.uniqueKey != "" && s.unique[j.uniqueKey] == j {
+	if j.uniqueKey != "" {
 		delete(s.unique, j.uniqueKey)
 	}
 	delete(s.jobs, j.Handle)
@@ -358,7 +376,7 @@ func (s *Server) committed(j *job, err error) {
 			delete(l.attached, j)
 		}
 		j.listeners = nil
-		if s.unique[j.uniqueKey] == j {
+		if j.uniqueKey != "" {
 			delete(s.unique, j.uniqueKey)
 		}
 		j.state = stateDone
@@ -372,7 +390,9 @@ func (s *Server) committed(j *job, err error) {
 			s.enqueue(j)
 		} else {
 			// Every client that wanted it left while it was being stored.
-			delete(s.unique, j.uniqueKey)
+			if j.uniqueKey != "" {
+				delete(s.unique, j.uniqueKey)
+			}
 			delete(s.jobs, j.Handle)
 			j.state = stateDone
 			s.store.Remove(j.ID)

@@ -64,6 +64,9 @@ type Config struct {
 	EventLoop bool
 	// EventLoops is how many event loops share the connections (default 1).
 	EventLoops int
+	// BusyPoll is how long an event loop polls for more work before it
+	// sleeps, while its sleeps are short (under load); 0 never polls.
+	BusyPoll time.Duration
 	// OnShutdown is called by the admin `shutdown [graceful]` command.
 	OnShutdown func(graceful bool)
 	Logger     *slog.Logger
@@ -170,10 +173,10 @@ func (s *Server) restore() error {
 		}
 		j := &job{Job: *rec, detached: true, heapIndex: -1, submitted: s.cfg.Now()}
 		j.fn = s.function(rec.Function)
-		j.uniqueKey = uniqueKey(rec.Function, rec.Unique, rec.Payload)
-		if j.uniqueKey != "" {
-			if _, dup := s.unique[j.uniqueKey]; !dup {
-				s.unique[j.uniqueKey] = j
+		if key := uniqueKey(rec.Function, rec.Unique, rec.Payload); key != "" {
+			if _, dup := s.unique[key]; !dup {
+				s.unique[key] = j
+				j.uniqueKey = key
 			}
 		}
 		s.jobs[j.Handle] = j
@@ -407,6 +410,20 @@ func (s *Server) send(c *session, data []byte) {
 		return
 	}
 	c.queue(data, c != s.current)
+}
+
+// sendResponse sends a response packet built from args, appending it
+// straight to c's output when nothing waits ahead of it in c's reply queue
+// (the common case: no allocation for the packet).
+func (s *Server) sendResponse(c *session, typ protocol.Type, args ...[]byte) {
+	if c.closed {
+		return
+	}
+	if len(c.replies) > 0 {
+		c.replies = append(c.replies, &outEntry{data: protocol.AppendResponse(nil, typ, args...), ready: true})
+		return
+	}
+	c.queueResponse(typ, args, c != s.current)
 }
 
 // releaseReplies sends the ready replies at the head of c's reply queue.

@@ -26,7 +26,10 @@ type job struct {
 	fn    *function
 	state jobState
 
-	uniqueKey string // key in Server.unique, "" if the job never coalesces
+	// uniqueKey is the job's key in Server.unique, which maps it to this
+	// job; "" if the job never coalesces (or, restored, found its key
+	// taken by an older job).
+	uniqueKey string
 
 	// listeners are the foreground clients attached to the job, in attach
 	// order; each gets every WORK_* packet.
