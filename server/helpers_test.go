@@ -21,6 +21,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 	}
 	if os.Getenv("GB_TEST_EVENT_LOOP") == "1" {
 		cfg.EventLoop = true
+		cfg.BusyPoll = 100 * time.Microsecond
 	}
 	s, err := New(cfg)
 	if err != nil {

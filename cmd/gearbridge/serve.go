@@ -46,6 +46,7 @@ type serveFlags struct {
 	eventLoop         bool
 	grabHold          time.Duration
 	eventLoops        int
+	busyPoll          time.Duration
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -75,6 +76,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
 	fs.DurationVar(&f.grabHold, "grab-hold", 10*time.Millisecond, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand)")
 	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
+	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "under load, how long an event loop polls for the next request before it sleeps (0: never)")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from one epoll loop (Linux) instead of goroutines per connection")
 	var ignoredInt int
 	var ignoredString string
@@ -177,6 +179,7 @@ func runServe(args []string) error {
 		EventLoop:              f.eventLoop,
 		GrabHold:               f.grabHold,
 		EventLoops:             f.eventLoops,
+		BusyPoll:               f.busyPoll,
 		Logger:                 log,
 		OnShutdown: func(graceful bool) {
 			select {
