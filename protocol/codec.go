@@ -163,7 +163,8 @@ func (r *Reader) readPacket() (*Packet, error) {
 
 // decode builds the packet of a complete frame; payload becomes its args.
 func decode(magic string, typ Type, payload []byte, want string) (*Packet, error) {
-	// The packet and room for its arguments come in one allocation.
+	// The packet and room for the arguments of common requests come in
+	// one allocation.
 	pa := &packetArgs{Packet: Packet{Response: magic == ResMagic, Type: typ}}
 	p := &pa.Packet
 	if magic != want {
@@ -181,13 +182,13 @@ func decode(magic string, typ Type, payload []byte, want string) (*Packet, error
 	return p, nil
 }
 
-// packetArgs is a Packet with room for the most arguments a type has.
+// packetArgs is a Packet with room for the arguments of a submit, a
+// WORK_* packet or a GRAB; packets with more arguments get a slice of
+// their own from splitArgs.
 type packetArgs struct {
 	Packet
-	argv [maxArgs][]byte
+	argv [3][]byte
 }
-
-const maxArgs = 8 // SUBMIT_JOB_SCHED
 
 // SplitArgs splits a payload into n arguments at the first n-1 NULs; the
 // last argument is the rest of the payload. It reports false when there are
@@ -200,6 +201,9 @@ func SplitArgs(payload []byte, n int) ([][]byte, bool) {
 func splitArgs(args [][]byte, payload []byte, n int) ([][]byte, bool) {
 	if n == 0 {
 		return nil, true
+	}
+	if cap(args) < n {
+		args = make([][]byte, 0, n)
 	}
 	for i := 0; i < n-1; i++ {
 		j := bytes.IndexByte(payload, 0)
