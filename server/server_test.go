@@ -533,3 +533,50 @@ func TestHeldGrabIsAnsweredWhenTheHoldEnds(t *testing.T) {
 	idle.send(protocol.GrabJob)
 	idle.recv(protocol.NoJob)
 }
+
+// A worker may hold many jobs at once; its results are matched to the jobs
+// it holds, in any order, and never to another worker's job.
+func TestWorkerHoldingManyJobsCompletesThemInAnyOrder(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	w, other := worker(t, addr, "f"), worker(t, addr, "f")
+	c := dial(t, addr)
+	const n = 6 // more than a worker's own list is searched for
+	var handles []string
+	for i := 0; i < 2*n; i++ {
+		handles = append(handles, c.submit(protocol.SubmitJob, "f", fmt.Sprint("u", i), fmt.Sprint(i)))
+	}
+	for i := 0; i < 2*n; i++ {
+		holder := w
+		if i >= n {
+			holder = other
+		}
+		if got := holder.grab(); got[0] != handles[i] {
+			t.Fatalf("grab %d: %q, want %s", i, got, handles[i])
+		}
+	}
+	notYours := func() {
+		t.Helper()
+		other.send(protocol.WorkComplete, handles[0], "not yours")
+		if got := other.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
+			t.Fatalf("another worker's result: %q", got)
+		}
+	}
+	notYours()
+	for i := n - 1; i >= 0; i-- {
+		w.send(protocol.WorkComplete, handles[i], fmt.Sprint("done", i))
+		if got := c.recv(protocol.WorkComplete); got[0] != handles[i] || got[1] != fmt.Sprint("done", i) {
+			t.Fatalf("complete %d: %q", i, got)
+		}
+		if i == 2 { // w is down to a few jobs, and so is other
+			for j := n; j < 2*n-1; j++ {
+				other.send(protocol.WorkComplete, handles[j], "ok")
+				c.recv(protocol.WorkComplete)
+			}
+			notYours()
+		}
+	}
+	w.send(protocol.WorkComplete, handles[0], "again")
+	if got := w.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
+		t.Fatalf("second result: %q", got)
+	}
+}
