@@ -183,4 +183,3 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
-
