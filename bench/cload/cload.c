@@ -1,9 +1,10 @@
 /*
  * cload: a lean Gearman load generator for bench/run.sh.
  *
- * It runs the in-memory scenarios of bench/loadgen (submit-bg, drain,
- * roundtrip, idle-workers) with one thread and one blocking socket per
- * connection. On a 2-core machine the load generator shares the CPUs with
+ * It runs the in-memory scenarios (submit-bg, drain, roundtrip,
+ * idle-workers) with one thread and one blocking socket per connection;
+ * bench/loadgen (Go) runs the durable ones, for which it reads the store's
+ * counters. On a 2-core machine the load generator shares the CPUs with
  * the server it measures; a Go client spends about as much CPU per job as
  * the server does (netpoll, EAGAIN reads, scheduler), which compresses the
  * difference between two servers. A blocking C client costs a fraction of

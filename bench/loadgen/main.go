@@ -4,13 +4,13 @@
 //	go run ./bench/loadgen --server 127.0.0.1:4730 --scenario submit-bg --clients 4 --jobs 50000
 //
 // It speaks the binary protocol through gearbridge's codec, so it measures
-// gearbridge and C gearmand the same way. Scenarios:
+// gearbridge and C gearmand the same way, and reads the store's commit and
+// fsync counters from /metrics. bench/run.sh uses it for the durable
+// scenarios; the in-memory ones run on bench/cload, a leaner C client.
+// Scenarios:
 //
 //	submit-bg        clients each submit SUBMIT_JOB_BG and wait for JOB_CREATED
 //	submit-pipelined conns each send SUBMIT_JOB_BG without waiting, counting JOB_CREATEDs
-//	drain            preload jobs, then workers drain them (GRAB_JOB_UNIQ, PRE_SLEEP, WORK_COMPLETE)
-//	roundtrip        clients submit foreground jobs that workers complete; latency submit->WORK_COMPLETE
-//	idle-workers     many sleeping workers on many functions under client load; counts NOOPs
 //
 // Every run uses fresh function names, so jobs left from earlier runs
 // (a durable queue keeps them) never coalesce with or feed this one.
@@ -32,35 +32,29 @@ import (
 )
 
 type config struct {
-	server    string
-	scenario  string
-	label     string
-	clients   int
-	workers   int
-	conns     int
-	jobs      int
-	payload   int
-	window    int
-	functions int
-	idle      int
-	duration  time.Duration
-	metrics   string
-	prefix    string // function name prefix, unique per run
+	server   string
+	scenario string
+	label    string
+	clients  int
+	conns    int
+	jobs     int
+	payload  int
+	window   int
+	duration time.Duration
+	metrics  string
+	prefix   string // function name prefix, unique per run
 }
 
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.server, "server", "127.0.0.1:4730", "job server address (loopback only)")
-	flag.StringVar(&cfg.scenario, "scenario", "submit-bg", "submit-bg, submit-pipelined, drain, roundtrip, idle-workers")
+	flag.StringVar(&cfg.scenario, "scenario", "submit-bg", "submit-bg or submit-pipelined")
 	flag.StringVar(&cfg.label, "label", "", "server label printed in the result line")
 	flag.IntVar(&cfg.clients, "clients", 4, "client connections")
-	flag.IntVar(&cfg.workers, "workers", 4, "worker connections (drain, roundtrip)")
 	flag.IntVar(&cfg.conns, "conns", 1, "connections for submit-pipelined")
-	flag.IntVar(&cfg.jobs, "jobs", 20000, "jobs to submit (drain: jobs to preload)")
+	flag.IntVar(&cfg.jobs, "jobs", 20000, "jobs to submit")
 	flag.IntVar(&cfg.payload, "payload", 100, "payload bytes per job")
-	flag.IntVar(&cfg.window, "window", 1000, "most unacknowledged submits in flight over all connections (submit-pipelined, drain preload)")
-	flag.IntVar(&cfg.functions, "functions", 50, "functions (idle-workers)")
-	flag.IntVar(&cfg.idle, "idle", 500, "sleeping workers (idle-workers)")
+	flag.IntVar(&cfg.window, "window", 1000, "most unacknowledged submits in flight over all connections (submit-pipelined)")
 	flag.DurationVar(&cfg.duration, "duration", time.Minute, "stop early after this long and report what was done")
 	flag.StringVar(&cfg.metrics, "metrics", "", "Prometheus URL; store commit/fsync counters are reported per job")
 	freePort := flag.Bool("free-port", false, "print a free loopback TCP port and exit")
@@ -128,9 +122,6 @@ func (r result) line(cfg *config) string {
 var scenarios = map[string]func(*config) (result, error){
 	"submit-bg":        submitBg,
 	"submit-pipelined": submitPipelined,
-	"drain":            drain,
-	"roundtrip":        roundtrip,
-	"idle-workers":     idleWorkers,
 }
 
 func checkLoopback(addr string) error {
