@@ -293,11 +293,11 @@ func (s *Server) sendAssignment(c *session, j *job, typ protocol.Type) {
 	h, fn, payload := []byte(j.Handle), []byte(j.fn.name), j.Payload
 	switch {
 	case typ == protocol.GrabJobAll && j.Reducer != "":
-		s.sendResponse(c, protocol.JobAssignAll, h, fn, []byte(j.Unique), []byte(j.Reducer), payload)
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignAll, h, fn, []byte(j.Unique), []byte(j.Reducer), payload))
 	case typ == protocol.GrabJob:
-		s.sendResponse(c, protocol.JobAssign, h, fn, payload)
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssign, h, fn, payload))
 	default:
-		s.sendResponse(c, protocol.JobAssignUniq, h, fn, []byte(j.Unique), payload)
+		s.send(c, protocol.AppendResponse(nil, protocol.JobAssignUniq, h, fn, []byte(j.Unique), payload))
 	}
 }
 

@@ -412,20 +412,6 @@ func (s *Server) send(c *session, data []byte) {
 	c.queue(data, c != s.current)
 }
 
-// sendResponse sends a response packet built from args, appending it
-// straight to c's output when nothing waits ahead of it in c's reply queue
-// (the common case: no allocation for the packet).
-func (s *Server) sendResponse(c *session, typ protocol.Type, args ...[]byte) {
-	if c.closed {
-		return
-	}
-	if len(c.replies) > 0 {
-		c.replies = append(c.replies, &outEntry{data: protocol.AppendResponse(nil, typ, args...), ready: true})
-		return
-	}
-	c.queueResponse(typ, args, c != s.current)
-}
-
 // releaseReplies sends the ready replies at the head of c's reply queue.
 func (s *Server) releaseReplies(c *session) {
 	i := 0

@@ -155,30 +155,6 @@ func (c *session) queue(data []byte, other bool) bool {
 	return true
 }
 
-// queueResponse is queue for a response packet built in place.
-func (c *session) queueResponse(typ protocol.Type, args [][]byte, other bool) bool {
-	size := protocol.HeaderSize + max(len(args)-1, 0)
-	for _, a := range args {
-		size += len(a)
-	}
-	c.outMu.Lock()
-	if c.dead {
-		c.outMu.Unlock()
-		return false
-	}
-	if len(c.out)+size > c.srv.cfg.MaxOutput && len(c.out) > 0 {
-		c.outMu.Unlock()
-		return c.queue(protocol.AppendResponse(nil, typ, args...), other) // closes c
-	}
-	c.out = protocol.AppendResponse(c.out, typ, args...)
-	c.outMu.Unlock()
-	if other && !c.flushQueued {
-		c.flushQueued = true
-		c.srv.toFlush = append(c.srv.toFlush, c)
-	}
-	return true
-}
-
 // tryFlush writes pending output without blocking: what the socket takes
 // now goes at once, on the caller's goroutine (no hand-off to the writer
 // goroutine for the common small packet); the rest is left to writeLoop.
