@@ -83,33 +83,33 @@ func (s *Server) sortedFunctions() []*function {
 	return fns
 }
 
+// adminStatus is the `status` table: per function, jobs (queued and
+// running), running jobs and workers.
 func (s *Server) adminStatus() []byte {
-	var b bytes.Buffer
-	for _, f := range s.sortedFunctions() {
-		b.WriteString(f.name)
-		b.WriteByte('\t')
-		b.WriteString(strconv.Itoa(f.total()))
-		b.WriteByte('\t')
-		b.WriteString(strconv.Itoa(f.running))
-		b.WriteByte('\t')
-		b.WriteString(strconv.Itoa(len(f.workers)))
-		b.WriteByte('\n')
-	}
-	b.WriteString(".\n")
-	return b.Bytes()
+	return s.functionTable(func(f *function) []int {
+		return []int{f.total(), f.running, len(f.workers)}
+	})
 }
 
+// adminPriorityStatus is the `prioritystatus` table: per function, queued
+// jobs by priority (high, normal, low) and workers.
 func (s *Server) adminPriorityStatus() []byte {
+	return s.functionTable(func(f *function) []int {
+		q := f.queuedByPriority()
+		return append(q[:], len(f.workers))
+	})
+}
+
+// functionTable is one line per function, sorted: its name and the numbers
+// cols gives, tab-separated; then the "." line.
+func (s *Server) functionTable(cols func(*function) []int) []byte {
 	var b bytes.Buffer
 	for _, f := range s.sortedFunctions() {
-		counts := f.queuedByPriority()
 		b.WriteString(f.name)
-		for _, n := range counts {
+		for _, n := range cols(f) {
 			b.WriteByte('\t')
 			b.WriteString(strconv.Itoa(n))
 		}
-		b.WriteByte('\t')
-		b.WriteString(strconv.Itoa(len(f.workers)))
 		b.WriteByte('\n')
 	}
 	b.WriteString(".\n")
