@@ -141,16 +141,6 @@ func (c *Conn) Expect(typ protocol.Type, args ...string) Pkt {
 	return p
 }
 
-// ExpectNothing fails if a packet arrives within d.
-func (c *Conn) ExpectNothing(d time.Duration) {
-	c.t.Helper()
-	if p, err := c.ReadWithin(d); err == nil {
-		c.t.Fatalf("unexpected packet %v", p)
-	} else if !isTimeout(err) {
-		c.t.Fatalf("unexpected read error: %v", err)
-	}
-}
-
 // Barrier sends ECHO_REQ with a fresh token and requires the very next
 // packet to be its ECHO_RES: nothing else was queued for this connection
 // before the server handled the echo.
@@ -159,15 +149,6 @@ func (c *Conn) Barrier() {
 	tok := "barrier-" + strconv.FormatUint(echoSeq.Add(1), 10)
 	c.Send(protocol.EchoReq, tok)
 	c.Expect(protocol.EchoRes, tok)
-}
-
-// ExpectClosed fails unless the server closes the connection within
-// opTimeout, with nothing sent before the close.
-func (c *Conn) ExpectClosed() {
-	c.t.Helper()
-	if err := c.WaitClosed(opTimeout); err != nil {
-		c.t.Fatal(err)
-	}
 }
 
 // WaitClosed waits up to d for the server to close the connection and

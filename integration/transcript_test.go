@@ -65,14 +65,6 @@ func (r *Transcript) Read(c *Conn, label string) Pkt {
 // Note records a value (quoted) under label.
 func (r *Transcript) Note(label string, v string) { r.add(label, fmt.Sprintf("%q", v)) }
 
-// Admin sends an admin line on c and records the reply.
-func (r *Transcript) Admin(c *Conn, label, line string) string {
-	r.T.Helper()
-	reply := c.Admin(line)
-	r.Note(label, reply)
-	return reply
-}
-
 // AdminSet sends an admin line whose reply is a listing in unspecified
 // order, and records it with its lines sorted and fds masked.
 func (r *Transcript) AdminSet(c *Conn, label, line string) string {

@@ -35,12 +35,6 @@ func pv(name string, vis int, v any) prop { return prop{name: name, vis: vis, va
 func pin(name string, v any) prop         { return prop{name: name, vis: 1, inline: true, value: v} }
 func (o *object) add(ps ...prop) *object  { o.props = append(o.props, ps...); return o }
 func objs(list ...*object) []*object      { return list }
-func strOrNil(s string, null bool) any {
-	if null {
-		return nil
-	}
-	return s
-}
 
 // pruner decides which properties of an object are written.
 type pruner interface {
