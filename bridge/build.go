@@ -69,7 +69,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 		return conn.sendString(protocol.WorkFail, job.handle)
 	}
 	r := &buildRun{w: w, conn: conn, job: job, m: w.m, refKey: w.m.refKey(w.server, job.handle)}
-	r.claim, r.claimGate = w.gate.startBuild(false), w.gate
+	r.claim, r.claimGate = w.gate.startBuild(), w.gate
 	defer func() { r.claimGate.finished(r.claim) }()
 	err := r.run(ctx)
 	var fail *jobFailure
@@ -304,7 +304,7 @@ func (r *buildRun) follow(ctx context.Context) error {
 	path := r.proj.path + strconv.Itoa(r.ref.Number) + "/"
 	data := buildData{Name: r.proj.name, Number: r.ref.Number, Manager: r.m.cfg.Name, Worker: r.w.id, URL: r.ref.URL}
 	p := newPacer(r.m.pollInterval())
-	r.m.track(r.proj, r.ref.Number, r.ref.URL)
+	r.m.track(r.proj, r.ref.URL)
 	defer r.m.untrack(r.ref.URL)
 	reported := false
 	for {

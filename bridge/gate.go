@@ -101,11 +101,11 @@ func (g *gate) release() {
 }
 
 // startBuild turns a reservation into a claim for a build.
-func (g *gate) startBuild(holdNode bool) *claim {
+func (g *gate) startBuild() *claim {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.reserved--
-	c := &claim{holdNode: holdNode}
+	c := &claim{}
 	g.builds[c] = true
 	return c
 }

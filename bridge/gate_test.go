@@ -23,7 +23,7 @@ func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
 		t.Fatal("two idle executors give exactly two reservations")
 	}
 	g.release()
-	c := g.startBuild(false) // the other reservation took a job
+	c := g.startBuild() // the other reservation took a job
 	if !g.tryReserve() || g.tryReserve() {
 		t.Fatal("one executor left")
 	}
@@ -63,7 +63,7 @@ func TestGateClosesForOfflineQuietingAndHeldNodes(t *testing.T) {
 	if !g.tryReserve() {
 		t.Fatal("gate should be open")
 	}
-	c := g.startBuild(false)
+	c := g.startBuild()
 	g.holdNode(c)
 	if g.free() > 0 {
 		t.Fatal("a node held for OFFLINE_NODE_WHEN_COMPLETE takes nothing else")

@@ -139,3 +139,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// serverError is the error for an ERROR packet from the Gearman server.
+func serverError(p *protocol.Packet) error {
+	return fmt.Errorf("gearman server sent ERROR %s: %s", p.Arg(0), p.Arg(1))
+}

@@ -33,7 +33,6 @@ type jenkins struct {
 	crumb      string
 
 	requests atomic.Uint64
-	version  atomic.Value // string, from the X-Jenkins header
 }
 
 func newJenkins(m *MasterConfig) *jenkins {
@@ -158,9 +157,6 @@ func (j *jenkins) send(ctx context.Context, method, target string, form url.Valu
 		return nil, nil, fmt.Errorf("%s %s: %w", method, target, err)
 	}
 	defer resp.Body.Close()
-	if v := resp.Header.Get("X-Jenkins"); v != "" {
-		j.version.Store(v)
-	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, target, err)
@@ -219,12 +215,6 @@ func (j *jenkins) post(ctx context.Context, path string, query, form url.Values)
 	}
 	resp, _, err := j.do(ctx, http.MethodPost, path, query, form)
 	return resp, err
-}
-
-// Version is the master's Jenkins version, once known.
-func (j *jenkins) Version() string {
-	v, _ := j.version.Load().(string)
-	return v
 }
 
 // jobPath is the URL path of a project: job/a/job/b/ for "a/b".

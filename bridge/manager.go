@@ -80,7 +80,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 					break
 				}
 				if p.Type == protocol.Error {
-					return fmt.Errorf("gearman server sent ERROR %s: %s", p.Arg(0), p.Arg(1))
+					return serverError(p)
 				}
 			}
 		case protocol.JobAssignUniq:
@@ -88,7 +88,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 				return err
 			}
 		case protocol.Error:
-			return fmt.Errorf("gearman server sent ERROR %s: %s", p.Arg(0), p.Arg(1))
+			return serverError(p)
 		}
 	}
 }

@@ -20,22 +20,15 @@ type master struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu        sync.Mutex
-	snap      *snapshot
-	legacy    legacyCache // used by the polling goroutine only
-	reachable bool
-	gates     map[string]*gate   // by node name
-	workers   map[string]*worker // by server + "\x00" + worker ID
-	running   map[string]runningBuild
-	stopped   map[string]bool // build URLs stopped through stop:
-	wg        sync.WaitGroup
-	pollNow   chan struct{}
-}
-
-// runningBuild is one of our builds, for stop: and set_description:.
-type runningBuild struct {
-	proj   *project
-	number int
+	mu      sync.Mutex
+	snap    *snapshot
+	legacy  legacyCache         // used by the polling goroutine only
+	gates   map[string]*gate    // by node name
+	workers map[string]*worker  // by server + "\x00" + worker ID
+	running map[string]*project // our builds' projects by build URL, for stop: and set_description:
+	stopped map[string]bool     // build URLs stopped through stop:
+	wg      sync.WaitGroup
+	pollNow chan struct{}
 }
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {
@@ -47,7 +40,7 @@ func newMaster(b *Bridge, cfg MasterConfig) *master {
 		metrics: b.metrics,
 		gates:   map[string]*gate{},
 		workers: map[string]*worker{},
-		running: map[string]runningBuild{},
+		running: map[string]*project{},
 		stopped: map[string]bool{},
 		pollNow: make(chan struct{}, 1),
 	}
@@ -117,13 +110,11 @@ func (m *master) pollOnce(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		m.reachable = false
 		for _, g := range m.gates {
 			g.update(true, nil, time.Now())
 		}
 		return err
 	}
-	m.reachable = true
 	m.snap = snap
 	m.apply(ctx, snap)
 	return nil
@@ -244,18 +235,18 @@ func (m *master) lookupProject(name string) *project {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, rb := range m.running {
-		if rb.proj.name == name || rb.proj.fullName == name {
-			return rb.proj
+	for _, p := range m.running {
+		if p.name == name || p.fullName == name {
+			return p
 		}
 	}
 	return nil
 }
 
-func (m *master) track(p *project, number int, url string) {
+func (m *master) track(p *project, url string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.running[url] = runningBuild{proj: p, number: number}
+	m.running[url] = p
 }
 
 func (m *master) untrack(url string) {

@@ -53,6 +53,7 @@ type project struct {
 	fullName string // with folders: a/b/name
 	path     string // job/a/job/b/job/name/
 	label    label.Expr
+	atoms    []string // the label's atoms usable in a function name (no whitespace)
 	disabled bool
 	params   []string // defined parameter names; nil when unparameterized
 }
@@ -80,8 +81,8 @@ func (s *snapshot) functions(n *nodeInfo) []string {
 			continue
 		}
 		fns = append(fns, "build:"+p.name)
-		for _, atom := range p.label.Atoms() {
-			if n.labels[atom] && !strings.ContainsAny(atom, " \t") {
+		for _, atom := range p.atoms {
+			if n.labels[atom] {
 				fns = append(fns, "build:"+p.name+":"+atom)
 			}
 		}
@@ -109,7 +110,6 @@ type (
 	propJSON struct {
 		ParameterDefinitions []struct {
 			Name string `json:"name"`
-			Type string `json:"type"`
 		} `json:"parameterDefinitions"`
 	}
 	rootJSON struct {
@@ -143,7 +143,7 @@ type (
 )
 
 const (
-	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[name,type]]"
+	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[name]]"
 	// Folders nest their items in "jobs"; four levels cover real setups.
 	rootTree     = "quietingDown,jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + "]]]]"
 	computerTree = "computer[_class,displayName,offline,temporarilyOffline,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
@@ -297,6 +297,11 @@ func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache
 	}
 	if strings.TrimSpace(expr) != "" {
 		p.label = label.Lenient(expr)
+		for _, atom := range p.label.Atoms() {
+			if !strings.ContainsAny(atom, " \t") {
+				p.atoms = append(p.atoms, atom)
+			}
+		}
 	}
 	return p
 }

@@ -238,7 +238,7 @@ func (w *worker) unsolicited(p *protocol.Packet, wantGrab *bool) error {
 		*wantGrab = true
 	case protocol.Error:
 		// The plugin closes the session on ERROR; so do we, to start clean.
-		return errors.New("gearman server sent ERROR " + string(p.Arg(0)) + ": " + string(p.Arg(1)))
+		return serverError(p)
 	case protocol.EchoRes:
 		// the answer to the ECHO sent behind each GRAB
 	default:
@@ -248,8 +248,8 @@ func (w *worker) unsolicited(p *protocol.Packet, wantGrab *bool) error {
 }
 
 type assignment struct {
-	handle, function, unique string
-	payload                  []byte
+	handle, function string
+	payload          []byte
 }
 
 // awaitAssignment reads the answer to a GRAB: a job, or nil for NO_JOB.
@@ -263,7 +263,7 @@ func (w *worker) awaitAssignment(ctx context.Context, conn *gearConn, wantGrab *
 		case protocol.NoJob:
 			return nil, nil
 		case protocol.JobAssignUniq:
-			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), unique: string(p.Args[2]), payload: p.Args[3]}, nil
+			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), payload: p.Args[3]}, nil
 		case protocol.JobAssign:
 			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), payload: p.Args[2]}, nil
 		default:
