@@ -327,50 +327,51 @@ func (s *snapshot) addProject(p *project, log *slog.Logger) {
 }
 
 func legacyNodeLabels(ctx context.Context, jc *jenkins, c *legacyCache, name string, refresh bool) (string, error) {
-	if c.nodeLabels == nil {
-		c.nodeLabels = map[string]string{}
-	}
-	if v, ok := c.nodeLabels[name]; ok && !refresh {
-		return v, nil
-	}
-	body, err := jc.getText(ctx, "computer/"+url.PathEscape(name)+"/config.xml")
-	if err != nil {
-		return c.nodeLabels[name], err
-	}
-	var x struct {
-		Label string `xml:"label"`
-	}
-	if err := unmarshalConfigXML(body, &x); err != nil {
-		return "", fmt.Errorf("parse config.xml: %w", err)
-	}
-	c.nodeLabels[name] = x.Label
-	return x.Label, nil
+	return cachedConfigValue(ctx, jc, &c.nodeLabels, name, "computer/"+url.PathEscape(name)+"/config.xml", refresh, func(body []byte) (string, error) {
+		var x struct {
+			Label string `xml:"label"`
+		}
+		err := unmarshalConfigXML(body, &x)
+		return x.Label, err
+	})
 }
 
 func legacyProjectLabel(ctx context.Context, jc *jenkins, c *legacyCache, p *project, refresh bool) (string, error) {
-	if c.projectLabels == nil {
-		c.projectLabels = map[string]string{}
+	return cachedConfigValue(ctx, jc, &c.projectLabels, p.fullName, p.path+"config.xml", refresh, func(body []byte) (string, error) {
+		var x struct {
+			AssignedNode string `xml:"assignedNode"`
+			CanRoam      *bool  `xml:"canRoam"`
+		}
+		if err := unmarshalConfigXML(body, &x); err != nil {
+			return "", err
+		}
+		if x.CanRoam == nil || *x.CanRoam {
+			return "", nil // canRoam: the project may run anywhere
+		}
+		return x.AssignedNode, nil
+	})
+}
+
+// cachedConfigValue is the value extract reads from the config.xml at
+// path, cached under key: read again only on a refresh poll. When the
+// request fails, the cached value (if any) is returned with the error.
+func cachedConfigValue(ctx context.Context, jc *jenkins, cache *map[string]string, key, path string, refresh bool, extract func([]byte) (string, error)) (string, error) {
+	if *cache == nil {
+		*cache = map[string]string{}
 	}
-	if v, ok := c.projectLabels[p.fullName]; ok && !refresh {
+	if v, ok := (*cache)[key]; ok && !refresh {
 		return v, nil
 	}
-	body, err := jc.getText(ctx, p.path+"config.xml")
+	body, err := jc.getText(ctx, path)
 	if err != nil {
-		return c.projectLabels[p.fullName], err
+		return (*cache)[key], err
 	}
-	var x struct {
-		AssignedNode string `xml:"assignedNode"`
-		CanRoam      *bool  `xml:"canRoam"`
-	}
-	if err := unmarshalConfigXML(body, &x); err != nil {
+	v, err := extract(body)
+	if err != nil {
 		return "", fmt.Errorf("parse config.xml: %w", err)
 	}
-	expr := x.AssignedNode
-	if x.CanRoam == nil || *x.CanRoam {
-		expr = "" // canRoam: the project may run anywhere
-	}
-	c.projectLabels[p.fullName] = expr
-	return expr, nil
+	(*cache)[key] = v
+	return v, nil
 }
 
 // unmarshalConfigXML parses a Jenkins config.xml. Jenkins declares XML 1.1,
