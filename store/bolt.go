@@ -149,15 +149,11 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	if err := precheck(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// A damaged file can make bbolt fault on its memory map; make that a
-	// panic we can report instead of a crash.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, r)
-		}
-	}()
-	db, err = bolt.Open(path, 0o600, opts)
+	// A damaged file can make bbolt fault on its memory map.
+	err = safely(func() error {
+		db, err = bolt.Open(path, 0o600, opts)
+		return err
+	})
 	switch {
 	case err == nil:
 		return db, nil

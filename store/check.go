@@ -19,7 +19,6 @@ type Info struct {
 	Background    int    // of which background jobs
 	BuildRefs     int    // build references
 	LastID        uint64 // handle counter: the highest job ID ever issued
-	MaxJobID      uint64 // highest ID among the stored jobs (0 if none)
 }
 
 // maxCheckErrors bounds how many problems Check reports.
@@ -77,30 +76,26 @@ func Check(path string) (info Info, err error) {
 // checkRecords decodes every job and build reference and checks the
 // invariants that tie them together.
 func checkRecords(tx *bolt.Tx, info *Info) error {
+	var maxID uint64 // jobs come in ID order
 	err := forEachJob(tx, func(j *gearbridge.Job) error {
 		info.Jobs++
 		if j.Background {
 			info.Background++
 		}
-		info.MaxJobID = j.ID
+		maxID = j.ID
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if info.MaxJobID > info.LastID {
-		return fmt.Errorf("%w: handle counter %d is below stored job %d", ErrCorrupt, info.LastID, info.MaxJobID)
+	if maxID > info.LastID {
+		return fmt.Errorf("%w: handle counter %d is below stored job %d", ErrCorrupt, info.LastID, maxID)
 	}
 	var errs []error
 	jobs := tx.Bucket(bucketJobs)
 	err = tx.Bucket(bucketBuildRefs).ForEach(func(k, _ []byte) error {
 		info.BuildRefs++
-		id, ok := handleID(string(k))
-		var h string
-		if ok {
-			h, ok = recordHandle(jobs.Get(jobKey(id)))
-		}
-		if (!ok || h != string(k)) && len(errs) < maxCheckErrors {
+		if !jobHasHandle(jobs, string(k)) && len(errs) < maxCheckErrors {
 			errs = append(errs, fmt.Errorf("build ref %q has no job", k))
 		}
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gearbridge/gearbridge"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A job record is the value stored under the job's 8-byte big-endian ID:
@@ -119,4 +120,15 @@ func recordHandle(rec []byte) (string, bool) {
 		return "", false
 	}
 	return string(rest[w : w+int(n)]), true
+}
+
+// jobHasHandle reports whether jobs holds a job whose handle is handle: a
+// build reference may only name a stored job.
+func jobHasHandle(jobs *bolt.Bucket, handle string) bool {
+	id, ok := handleID(handle)
+	if !ok {
+		return false
+	}
+	h, ok := recordHandle(jobs.Get(jobKey(id)))
+	return ok && h == handle
 }

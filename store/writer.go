@@ -234,15 +234,12 @@ func (s *DB) retryLazy(batch []op, closing bool) (backoff bool) {
 // ID it added. A panic inside bbolt (a damaged file) becomes an error: the
 // transaction is rolled back and the writer keeps serving.
 func (s *DB) update(batch []op) (maxID uint64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
-		}
-	}()
-	err = s.bolt.Update(func(tx *bolt.Tx) error {
-		var err error
-		maxID, err = s.apply(tx, batch)
-		return err
+	err = safely(func() error {
+		return s.bolt.Update(func(tx *bolt.Tx) error {
+			var err error
+			maxID, err = s.apply(tx, batch)
+			return err
+		})
 	})
 	return maxID, err
 }
@@ -292,12 +289,7 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 				o.err = refs.Delete([]byte(o.handle))
 				continue
 			}
-			id, ok := handleID(o.handle)
-			var h string
-			if ok {
-				h, ok = recordHandle(jobs.Get(jobKey(id)))
-			}
-			if !ok || h != o.handle {
+			if !jobHasHandle(jobs, o.handle) {
 				o.err = ErrUnknownJob
 				continue
 			}
