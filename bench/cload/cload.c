@@ -213,69 +213,56 @@ struct worker {
 	pthread_t th;
 	struct conn c;
 	char fn[64];
-	int slept;
 };
 
 /* A well-mannered libgearman-style worker: GRAB_JOB_UNIQ; PRE_SLEEP on
  * NO_JOB; grab again on NOOP; a job is completed at once and the next grab
- * is pipelined behind it. on_packet buffers the worker's answer to one
- * packet; the caller flushes. */
-static void on_packet(struct worker *w, int t, size_t len)
-{
-	struct conn *c = &w->c;
-	switch (t) {
-	case JOB_ASSIGN_UNIQ: {
-		size_t hl = strnlen(c->in, len);
-		char handle[128];
-		memcpy(handle, c->in, hl < 127 ? hl : 127);
-		handle[hl < 127 ? hl : 127] = 0;
-		const char *args[2] = {handle, "ok"};
-		size_t lens[2] = {strlen(handle), 2};
-		put(c, WORK_COMPLETE, 2, args, lens);
-		put0(c, GRAB_JOB_UNIQ);
-		if (atomic_fetch_add(&assigned, 1) + 1 == drain_target)
-			atomic_store(&drain_end, now());
-		break;
-	}
-	case NO_JOB:
-		put0(c, PRE_SLEEP);
-		if (!w->slept) {
-			w->slept = 1;
-			atomic_fetch_add(&sleeps, 1);
-		}
-		break;
-	case NOOP:
-		atomic_fetch_add(&noops, 1);
-		put0(c, GRAB_JOB_UNIQ);
-		break;
-	default:
-		fprintf(stderr, "cload: worker got packet type %d\n", t);
-		exit(1);
-	}
-}
-
-static int worker_hello(struct worker *w)
-{
-	const char *a[1] = {w->fn};
-	size_t l[1] = {strlen(w->fn)};
-	put(&w->c, CAN_DO, 1, a, l);
-	put0(&w->c, GRAB_JOB_UNIQ);
-	return flush(&w->c);
-}
-
-/* work runs one worker on its own thread with blocking reads. */
+ * is pipelined behind it. */
 static void *work(void *arg)
 {
 	struct worker *w = arg;
 	struct conn *c = &w->c;
-	if (worker_hello(w) < 0)
+	const char *a[1] = {w->fn};
+	size_t l[1] = {strlen(w->fn)};
+	put(c, CAN_DO, 1, a, l);
+	put0(c, GRAB_JOB_UNIQ);
+	if (flush(c) < 0)
 		return NULL;
+	int slept = 0;
 	for (;;) {
 		size_t len;
 		int t = next(c, &len);
 		if (t < 0)
 			return NULL; /* closed at the end of the run */
-		on_packet(w, t, len);
+		switch (t) {
+		case JOB_ASSIGN_UNIQ: {
+			size_t hl = strnlen(c->in, len);
+			char handle[128];
+			memcpy(handle, c->in, hl < 127 ? hl : 127);
+			handle[hl < 127 ? hl : 127] = 0;
+			const char *args[2] = {handle, "ok"};
+			size_t lens[2] = {strlen(handle), 2};
+			put(c, WORK_COMPLETE, 2, args, lens);
+			put0(c, GRAB_JOB_UNIQ);
+			if (atomic_fetch_add(&assigned, 1) + 1 == drain_target)
+				atomic_store(&drain_end, now());
+			break;
+		}
+		case NO_JOB:
+			put0(c, PRE_SLEEP);
+			if (!slept) {
+				slept = 1;
+				atomic_fetch_add(&sleeps, 1);
+			}
+			break;
+		case NOOP:
+			atomic_fetch_add(&noops, 1);
+			put0(c, GRAB_JOB_UNIQ);
+			break;
+		default:
+			fprintf(stderr, "cload: worker got packet type %d\n", t);
+			exit(1);
+		}
 		if (flush(c) < 0)
 			return NULL;
 	}
