@@ -22,14 +22,13 @@ const (
 // Errors after which the connection must be closed: the stream can no
 // longer be trusted to be in sync, or the peer is not speaking Gearman.
 var (
-	ErrBadMagic     = errors.New("bad packet magic")
-	ErrBadType      = errors.New("unknown packet type")
-	ErrTooLarge     = errors.New("packet larger than the limit")
-	ErrLineTooLong  = errors.New("admin line longer than the limit")
-	ErrTruncated    = errors.New("connection closed inside a packet")
-	errTooFewArgs   = errors.New("too few arguments")
-	errNotARequest  = errors.New("response magic in a request")
-	errUnknownMagic = errors.New("unknown magic")
+	ErrBadMagic    = errors.New("bad packet magic")
+	ErrBadType     = errors.New("unknown packet type")
+	ErrTooLarge    = errors.New("packet larger than the limit")
+	ErrLineTooLong = errors.New("admin line longer than the limit")
+	ErrTruncated   = errors.New("connection closed inside a packet")
+	errTooFewArgs  = errors.New("too few arguments")
+	errNotARequest = errors.New("response magic in a request")
 )
 
 // Packet is one decoded binary packet. Args alias the packet's own buffer,
@@ -139,17 +138,9 @@ func (r *Reader) readPacket() (*Packet, error) {
 		}
 		return nil, err
 	}
-	magic := string(hdr[:4])
-	typ := Type(binary.BigEndian.Uint32(hdr[4:8]))
-	size := binary.BigEndian.Uint32(hdr[8:12])
-	if magic != ReqMagic && magic != ResMagic {
-		return nil, fmt.Errorf("%w %q", ErrBadMagic, magic)
-	}
-	if !typ.Valid() {
-		return nil, fmt.Errorf("%w %d", ErrBadType, uint32(typ))
-	}
-	if size > r.maxPacket {
-		return nil, fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, typ, size, r.maxPacket)
+	typ, size, err := checkHeader(hdr[:], r.maxPacket)
+	if err != nil {
+		return nil, err
 	}
 	payload := make([]byte, size)
 	if _, err := io.ReadFull(r.r, payload); err != nil {
@@ -158,7 +149,24 @@ func (r *Reader) readPacket() (*Packet, error) {
 		}
 		return nil, err
 	}
-	return decode(magic, typ, payload, r.wantMagics)
+	return decode(string(hdr[:4]), typ, payload, r.wantMagics)
+}
+
+// checkHeader validates a packet header (magic, type, size limit) before
+// anything is allocated for the payload.
+func checkHeader(hdr []byte, maxPacket uint32) (Type, uint32, error) {
+	magic := string(hdr[:4])
+	typ := Type(binary.BigEndian.Uint32(hdr[4:8]))
+	size := binary.BigEndian.Uint32(hdr[8:12])
+	switch {
+	case magic != ReqMagic && magic != ResMagic:
+		return 0, 0, fmt.Errorf("%w %q", ErrBadMagic, magic)
+	case !typ.Valid():
+		return 0, 0, fmt.Errorf("%w %d", ErrBadType, uint32(typ))
+	case size > maxPacket:
+		return 0, 0, fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, typ, size, maxPacket)
+	}
+	return typ, size, nil
 }
 
 // decode builds the packet of a complete frame; payload becomes its args.

@@ -32,16 +32,9 @@ func FrameSize(buf []byte, maxPacket uint32, maxLine int) (int, error) {
 		}
 		return 0, nil
 	}
-	magic := string(buf[:4])
-	typ := Type(binary.BigEndian.Uint32(buf[4:8]))
-	size := binary.BigEndian.Uint32(buf[8:12])
-	switch {
-	case magic != ReqMagic && magic != ResMagic:
-		return 0, fmt.Errorf("%w %q", ErrBadMagic, magic)
-	case !typ.Valid():
-		return 0, fmt.Errorf("%w %d", ErrBadType, uint32(typ))
-	case size > maxPacket:
-		return 0, fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, typ, size, maxPacket)
+	_, size, err := checkHeader(buf[:HeaderSize], maxPacket)
+	if err != nil {
+		return 0, err
 	}
 	if n := HeaderSize + int(size); len(buf) >= n {
 		return n, nil
