@@ -234,10 +234,7 @@ func (s *Server) adminCancel(args []string) []byte {
 	s.metrics.cancelled.Inc()
 	if j.state == stateRunning {
 		j.cancelled = true
-		for _, l := range j.listeners {
-			delete(l.attached, j)
-		}
-		j.listeners = nil
+		s.dropListeners(j)
 		s.store.Remove(j.ID)
 		return []byte("OK\r\n")
 	}

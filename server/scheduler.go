@@ -112,7 +112,7 @@ func (s *Server) rewake() {
 	s.rewakeTimer = nil
 	now := s.cfg.Now()
 	for _, f := range s.functions {
-		ready := f.queues[0].n + f.queues[1].n + f.queues[2].n
+		ready := f.ready()
 		if ready == 0 {
 			continue
 		}
@@ -138,10 +138,8 @@ var (
 // hasWork reports whether any job is queued for one of c's functions.
 func (s *Server) hasWork(c *session) bool {
 	for f := range c.abilities {
-		for p := range f.queues {
-			if f.queues[p].n > 0 {
-				return true
-			}
+		if f.ready() > 0 {
+			return true
 		}
 	}
 	return false
@@ -255,15 +253,20 @@ func (s *Server) finish(j *job) {
 		j.fn.delayed--
 	}
 	j.state = stateDone
-	for _, l := range j.listeners {
-		delete(l.attached, j)
-	}
-	j.listeners = nil
+	s.dropListeners(j)
 	if j.uniqueKey != "" {
 		delete(s.unique, j.uniqueKey)
 	}
 	delete(s.jobs, j.Handle)
 	s.store.Remove(j.ID)
+}
+
+// dropListeners detaches every client from j.
+func (s *Server) dropListeners(j *job) {
+	for _, l := range j.listeners {
+		delete(l.attached, j)
+	}
+	j.listeners = nil
 }
 
 // forward sends a WORK_* packet to every client attached to j.
@@ -308,7 +311,7 @@ func (s *Server) addAbility(c *session, name string, timeout int64) {
 	f := s.function(name)
 	a := c.abilities[f]
 	if a == nil {
-		a = &ability{fn: f}
+		a = &ability{}
 		c.abilities[f] = a
 		f.workers = append(f.workers, c)
 	} else {
@@ -343,10 +346,10 @@ func (s *Server) removeAbility(c *session, f *function) {
 	}
 }
 
+// resetAbilities unregisters every function of c; removeAbility requeues
+// c's running jobs after c has left the function's workers, so the wake-up
+// for a requeued job never goes to c itself.
 func (s *Server) resetAbilities(c *session) {
-	for j := range c.running {
-		s.requeue(j)
-	}
 	for f := range c.abilities {
 		s.removeAbility(c, f)
 	}
@@ -372,10 +375,7 @@ func (s *Server) committed(j *job, err error) {
 		for _, w := range waiters {
 			w.entry.data, w.entry.ready = reply, true
 		}
-		for _, l := range j.listeners {
-			delete(l.attached, j)
-		}
-		j.listeners = nil
+		s.dropListeners(j)
 		if j.uniqueKey != "" {
 			delete(s.unique, j.uniqueKey)
 		}
@@ -390,12 +390,7 @@ func (s *Server) committed(j *job, err error) {
 			s.enqueue(j)
 		} else {
 			// Every client that wanted it left while it was being stored.
-			if j.uniqueKey != "" {
-				delete(s.unique, j.uniqueKey)
-			}
-			delete(s.jobs, j.Handle)
-			j.state = stateDone
-			s.store.Remove(j.ID)
+			s.finish(j)
 		}
 	}
 	for _, w := range waiters {

@@ -71,8 +71,11 @@ type function struct {
 	wakeNext int // where the next wake-up scan starts, to spread NOOPs
 }
 
-func (f *function) queued() int {
-	n := f.delayed
+func (f *function) queued() int { return f.ready() + f.delayed }
+
+// ready is how many of f's jobs a worker could take now.
+func (f *function) ready() int {
+	n := 0
 	for i := range f.queues {
 		n += f.queues[i].n
 	}
@@ -97,7 +100,6 @@ func (f *function) removeWorker(s *session) {
 
 // ability is one function a worker connection registered.
 type ability struct {
-	fn      *function
 	timeout time.Duration // CAN_DO_TIMEOUT; 0 = none
 }
 
