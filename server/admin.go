@@ -117,28 +117,42 @@ func (s *Server) functionTable(cols func(*function) []int) []byte {
 }
 
 func (s *Server) adminWorkers() []byte {
-	ids := make([]uint64, 0, len(s.sessions))
-	for id := range s.sessions {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	var b bytes.Buffer
-	for _, id := range ids {
-		c := s.sessions[id]
-		b.WriteString(strconv.FormatUint(c.id, 10))
+	for _, w := range s.workerList() {
+		b.WriteString(strconv.FormatUint(w.ID, 10))
 		b.WriteByte(' ')
-		b.WriteString(c.remote)
+		b.WriteString(w.Peer)
 		b.WriteByte(' ')
-		b.WriteString(c.clientID)
+		b.WriteString(w.ClientID)
 		b.WriteString(" :")
-		for i := len(c.abilityLog) - 1; i >= 0; i-- { // newest first, as gearmand
+		for _, name := range w.Functions {
 			b.WriteByte(' ')
-			b.WriteString(c.abilityLog[i].name)
+			b.WriteString(name)
 		}
 		b.WriteByte('\n')
 	}
 	b.WriteString(".\n")
 	return b.Bytes()
+}
+
+// workerList is every connection, by ID, with its functions newest first
+// (as gearmand lists them): what `workers` and /api/status show.
+func (s *Server) workerList() []WorkerStatus {
+	ids := make([]uint64, 0, len(s.sessions))
+	for id := range s.sessions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	list := make([]WorkerStatus, 0, len(ids))
+	for _, id := range ids {
+		c := s.sessions[id]
+		w := WorkerStatus{ID: c.id, Peer: c.remote, ClientID: c.clientID, Functions: make([]string, 0, len(c.abilityLog))}
+		for i := len(c.abilityLog) - 1; i >= 0; i-- {
+			w.Functions = append(w.Functions, c.abilityLog[i].name)
+		}
+		list = append(list, w)
+	}
+	return list
 }
 
 // adminMaxQueue: `maxqueue fn [n]` sets one limit for every priority,

@@ -42,7 +42,7 @@ type WorkerStatus struct {
 func (s *Server) Snapshot() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Version: VersionString(), Functions: []FunctionStatus{}, Workers: []WorkerStatus{}}
+	st := Status{Version: VersionString(), Functions: []FunctionStatus{}}
 	for _, f := range s.sortedFunctions() {
 		q := f.queuedByPriority()
 		st.Functions = append(st.Functions, FunctionStatus{
@@ -50,18 +50,7 @@ func (s *Server) Snapshot() Status {
 			High: q[gearbridge.PriorityHigh], Normal: q[gearbridge.PriorityNormal], Low: q[gearbridge.PriorityLow],
 		})
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(s.adminWorkers()), ".\n"), "\n") {
-		if line == "" {
-			continue
-		}
-		var w WorkerStatus
-		head, fns, _ := strings.Cut(line, " :")
-		parts := strings.SplitN(head, " ", 3)
-		fmt.Sscan(parts[0], &w.ID)
-		w.Peer, w.ClientID = parts[1], parts[2]
-		w.Functions = strings.Fields(fns)
-		st.Workers = append(st.Workers, w)
-	}
+	st.Workers = s.workerList()
 	return st
 }
 

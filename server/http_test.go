@@ -76,6 +76,27 @@ func TestHTTPMetricsStatusAndHealth(t *testing.T) {
 	}
 }
 
+// /api/status lists workers as they are, whatever their client IDs and
+// function names contain.
+func TestAPIStatusWorkersKeepOddNames(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	w := dial(t, addr)
+	w.send(protocol.SetClientID, "id :with colon")
+	w.send(protocol.CanDo, "a b")
+	w.send(protocol.CanDo, "c")
+	w.send(protocol.EchoReq, "x")
+	w.recv(protocol.EchoRes)
+	var st Status
+	_, body := get(t, s.Handler(nil), "/api/status")
+	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Workers) != 1 {
+		t.Fatalf("api/status %q: %v", body, err)
+	}
+	got := st.Workers[0]
+	if got.ClientID != "id :with colon" || strings.Join(got.Functions, "|") != "c|a b" {
+		t.Fatalf("worker %+v", got)
+	}
+}
+
 func TestMaxConnectionsRefusesTheRest(t *testing.T) {
 	_, addr := startServer(t, Config{MaxConnections: 2})
 	a, b := dial(t, addr), dial(t, addr)
