@@ -290,13 +290,9 @@ func (l *eventLoop) process(c *session, data []byte) (rest []byte, ok bool) {
 		}
 		msg, err := protocol.DecodeRequest(data[:size])
 		data = data[size:]
-		var perr *protocol.ProtocolError
-		switch {
-		case err == nil:
-			s.handle(c, msg)
-		case errors.As(err, &perr):
-			s.countPacket(msg.Packet)
-			s.sendError(c, perr.Code, perr.Text)
+		if !s.handleRead(c, msg, err) {
+			s.log.Debug("closing connection", "conn", c.id, "peer", c.remote, "err", err)
+			return nil, false
 		}
 		if c.pendingOutput() > flushEvery {
 			c.tryFlush()

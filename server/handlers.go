@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,27 @@ const (
 	errFunctionTooLong = "Function name too large"
 	errReducerTooLong  = "Reducer name too large"
 )
+
+// handleRead handles what c's transport read: a message, or a request the
+// codec refused, which gets gearmand's ERROR reply. It reports false for
+// any other error, after which the connection is closed.
+func (s *Server) handleRead(c *session, msg protocol.Message, err error) bool {
+	var perr *protocol.ProtocolError
+	switch {
+	case err == nil:
+		s.handle(c, msg)
+	case errors.As(err, &perr):
+		s.countPacket(msg.Packet)
+		s.mu.Lock()
+		s.current = c // c's own reply: written with the rest of its batch
+		s.send(c, protocol.AppendError(nil, perr.Code, perr.Text))
+		s.current = nil
+		s.unlock()
+	default:
+		return false
+	}
+	return true
+}
 
 // handle answers one message from c.
 func (s *Server) handle(c *session, msg protocol.Message) {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/gearbridge/gearbridge"
-	"github.com/gearbridge/gearbridge/protocol"
 )
 
 // Limits that gearmand enforces and clients rely on.
@@ -425,12 +424,6 @@ func (s *Server) releaseReplies(c *session) {
 	} else {
 		c.replies = c.replies[i:]
 	}
-}
-
-func (s *Server) sendError(c *session, code, text string) {
-	s.mu.Lock()
-	s.send(c, protocol.AppendError(nil, code, text))
-	s.unlock()
 }
 
 // scheduleDelayed arms the timer for the earliest not-yet-due epoch job.

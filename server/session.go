@@ -107,14 +107,7 @@ func (c *session) serve() {
 	r := protocol.NewReader(c.nc, c.srv.cfg.MaxPacket, maxAdminLine)
 	for {
 		msg, err := r.Read()
-		var perr *protocol.ProtocolError
-		switch {
-		case err == nil:
-			c.srv.handle(c, msg)
-		case errors.As(err, &perr):
-			c.srv.countPacket(msg.Packet)
-			c.srv.sendError(c, perr.Code, perr.Text)
-		default:
+		if !c.srv.handleRead(c, msg, err) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.srv.log.Debug("closing connection", "conn", c.id, "peer", c.nc.RemoteAddr(), "err", err)
 			}
