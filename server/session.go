@@ -203,14 +203,7 @@ func (c *session) writeNow(buf []byte) (int, error) {
 		if c.fdClosed {
 			return 0, net.ErrClosed
 		}
-		n, err := syscall.Write(c.fd, buf)
-		if n < 0 {
-			n = 0
-		}
-		if err == syscall.EAGAIN || err == syscall.EINTR {
-			err = nil
-		}
-		return n, err
+		return writeSome(c.fd, buf)
 	}
 	if c.raw == nil {
 		return 0, nil // not a socket: leave it to writeLoop
@@ -218,19 +211,26 @@ func (c *session) writeNow(buf []byte) (int, error) {
 	var n int
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), buf)
+		n, werr = writeSome(int(fd), buf)
 		return true // never wait: that is writeLoop's job
 	})
-	if n < 0 {
-		n = 0
-	}
-	if werr == syscall.EAGAIN {
-		werr = nil
-	}
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+// writeSome is write(2) on a non-blocking socket: what it took, and an
+// error only if the socket failed (a full one is not an error).
+func writeSome(fd int, buf []byte) (int, error) {
+	n, err := syscall.Write(fd, buf)
+	if n < 0 {
+		n = 0
+	}
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		err = nil
+	}
+	return n, err
 }
 
 func (c *session) pendingOutput() int {
