@@ -180,78 +180,54 @@ func (e *Emulator) RemoveNode(name string) error {
 	return nil
 }
 
-// SetNodeConnected connects or disconnects an agent. Builds running on an
-// agent that disconnects end FAILURE; its executors stay listed as idle.
-func (e *Emulator) SetNodeConnected(name string, connected bool) error {
+// updateNode applies change to the named node under the lock, then lets
+// the queue react.
+func (e *Emulator) updateNode(name string, change func(n *node)) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n, err := e.nodeLocked(name)
 	if err != nil {
 		return err
 	}
-	n.connected = connected
-	if !connected {
-		for _, b := range n.slots {
-			if b != nil {
-				e.finishLocked(b, ResultFailure)
-			}
-		}
-	}
+	change(n)
 	e.maintainNow()
 	return nil
+}
+
+// SetNodeConnected connects or disconnects an agent. Builds running on an
+// agent that disconnects end FAILURE; its executors stay listed as idle.
+func (e *Emulator) SetNodeConnected(name string, connected bool) error {
+	return e.updateNode(name, func(n *node) {
+		n.connected = connected
+		if !connected {
+			for _, b := range n.slots {
+				if b != nil {
+					e.finishLocked(b, ResultFailure)
+				}
+			}
+		}
+	})
 }
 
 // SetNodeOffline marks a node temporarily offline (or back online) with a
 // message, like changeOfflineCause / toggleOffline. Running builds go on.
 func (e *Emulator) SetNodeOffline(name string, offline bool, message string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.nodeLocked(name)
-	if err != nil {
-		return err
-	}
-	n.tempOffline, n.offlineMsg = offline, message
-	e.maintainNow()
-	return nil
+	return e.updateNode(name, func(n *node) { n.tempOffline, n.offlineMsg = offline, message })
 }
 
 // SetNodeLabels replaces a node's assigned labels.
 func (e *Emulator) SetNodeLabels(name string, labels ...string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.nodeLocked(name)
-	if err != nil {
-		return err
-	}
-	e.setLabels(n, labels)
-	e.maintainNow()
-	return nil
+	return e.updateNode(name, func(n *node) { e.setLabels(n, labels) })
 }
 
 // SetNodeMode sets NORMAL or EXCLUSIVE.
 func (e *Emulator) SetNodeMode(name string, mode Mode) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.nodeLocked(name)
-	if err != nil {
-		return err
-	}
-	n.mode = mode
-	e.maintainNow()
-	return nil
+	return e.updateNode(name, func(n *node) { n.mode = mode })
 }
 
 // SetNodeExecutors changes a node's executor count.
 func (e *Emulator) SetNodeExecutors(name string, executors int) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.nodeLocked(name)
-	if err != nil {
-		return err
-	}
-	n.resize(executors)
-	e.maintainNow()
-	return nil
+	return e.updateNode(name, func(n *node) { n.resize(executors) })
 }
 
 // SetQuietingDown turns "prepare for shutdown" on or off: queued items
