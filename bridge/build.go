@@ -108,6 +108,10 @@ type buildRun struct {
 	outageSince time.Time // start of the current run of failed requests
 }
 
+// answered ends an outage: any answer from Jenkins shows it reachable,
+// so the next failed request starts a new max_outage.
+func (r *buildRun) answered() { r.outageSince = time.Time{} }
+
 // unreachable notes a transient error while following the build; after
 // the master's max_outage of them in a row the job fails, so that nothing
 // waits on an unreachable Jenkins forever.
@@ -275,6 +279,9 @@ func (r *buildRun) awaitStart(ctx context.Context) error {
 	for {
 		var item queueItemJSON
 		err := r.m.jc.getJSON(ctx, path, "why,cancelled,executable[number,url]", &item)
+		if err == nil {
+			r.answered()
+		}
 		switch {
 		case err == nil && item.Executable != nil:
 			r.ref.Number, r.ref.URL = item.Executable.Number, item.Executable.URL
@@ -290,8 +297,6 @@ func (r *buildRun) awaitStart(ctx context.Context) error {
 			if err := r.unreachable(err); err != nil {
 				return err
 			}
-		default:
-			r.outageSince = time.Time{} // still waiting in the queue
 		}
 		if sleepCtx(ctx, p.next()) != nil {
 			return ctx.Err()
@@ -310,6 +315,9 @@ func (r *buildRun) follow(ctx context.Context) error {
 	for {
 		var b buildJSON
 		err := r.m.jc.getJSON(ctx, path, buildTree, &b)
+		if err == nil {
+			r.answered()
+		}
 		switch {
 		case isNotFound(err):
 			return failf("build %s #%d is gone (project deleted?)", r.proj.fullName, r.ref.Number)
@@ -320,7 +328,6 @@ func (r *buildRun) follow(ctx context.Context) error {
 				return err
 			}
 		default:
-			r.outageSince = time.Time{}
 			if !reported {
 				if b.URL != "" {
 					data.URL = b.URL

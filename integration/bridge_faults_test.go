@@ -191,3 +191,38 @@ func TestBridge_GivesUpAfterMaxOutage(t *testing.T) {
 	must(t, err)
 	expectFailedToRun(t, j.wait(15*time.Second), "unreachable for 1s")
 }
+
+// An outage while the build waits in the queue ends when Jenkins answers
+// that it started: a second, short outage while following the build gets
+// its own max_outage, however long the two last together.
+func TestBridge_MaxOutageStartsAgainAfterAnAnswer(t *testing.T) {
+	e := oneNodeJenkins(t)
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 2s\n"})
+	rig.waitRegistered("build:job", 1)
+	removeQueue, err := e.InjectFault("^GET /queue/item/", jenkinstest.Fault{Status: 503})
+	must(t, err)
+	removeBuild, err := e.InjectFault("^GET /job/job/1/api/json", jenkinstest.Fault{Status: 503})
+	must(t, err)
+	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
+
+	// Each outage lasts 1.2s, under max_outage; both together last longer.
+	faulted := func(prefix string) bool {
+		for _, r := range e.Requests() {
+			if r.Fault && strings.HasPrefix(r.Path, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 10*time.Second, "a failed queue read", func() bool { return faulted("/queue/item/") })
+	time.Sleep(1200 * time.Millisecond) // the first outage
+	removeQueue()
+	eventually(t, 10*time.Second, "a failed build read", func() bool { return faulted("/job/job/1/api/json") })
+	time.Sleep(1200 * time.Millisecond) // the second outage
+	removeBuild()
+	e.Release("")
+	if res := j.wait(15 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("after two short outages: %v %s", res.packets, res.reason)
+	}
+}
