@@ -97,6 +97,28 @@ func TestAPIStatusWorkersKeepOddNames(t *testing.T) {
 	}
 }
 
+// Function names are bytes: a name that is not UTF-8 shows in /metrics
+// with its bad bytes escaped, and does not break the scrape for the rest.
+func TestMetricsSurviveNamesThatAreNotUTF8(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	c.submit(protocol.SubmitJobBg, "bad\xff\xfe", "", "x")
+	c.submit(protocol.SubmitJobBg, `bad\xff\xfe`, "", "x") // reads the same once escaped
+	c.submit(protocol.SubmitJobBg, "good", "", "x")
+	code, body := get(t, s.Handler(nil), "/metrics")
+	if code != 200 {
+		t.Fatalf("metrics %d: %s", code, body)
+	}
+	for _, want := range []string{
+		`gearbridge_jobs_queued{function="good",priority="normal"} 1`,
+		`gearbridge_jobs_queued{function="bad\\xff\\xfe",priority="normal"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
 func TestMaxConnectionsRefusesTheRest(t *testing.T) {
 	_, addr := startServer(t, Config{MaxConnections: 2})
 	a, b := dial(t, addr), dial(t, addr)

@@ -1,6 +1,10 @@
 package server
 
 import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
 	"github.com/gearbridge/gearbridge"
 	"github.com/gearbridge/gearbridge/protocol"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,13 +89,54 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	for name, f := range c.s.functions {
-		for p, n := range f.queuedByPriority() {
-			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), name, gearbridge.Priority(p).String())
-		}
-		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(f.running), name)
-		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(len(f.workers)), name)
+	// Read under the lock, send after it: the scrape must not hold up the
+	// scheduler while the registry takes the metrics.
+	type row struct {
+		queued           [gearbridge.NumPriorities]int
+		running, workers int
 	}
+	rows := map[string]*row{}
+	c.s.mu.Lock()
+	for name, f := range c.s.functions {
+		label := labelValue(name)
+		r := rows[label]
+		if r == nil {
+			r = &row{}
+			rows[label] = r
+		}
+		for p, n := range f.queuedByPriority() {
+			r.queued[p] += n
+		}
+		r.running += f.running
+		r.workers += len(f.workers)
+	}
+	c.s.mu.Unlock()
+	for label, r := range rows {
+		for p, n := range r.queued {
+			ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(n), label, gearbridge.Priority(p).String())
+		}
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(r.running), label)
+		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(r.workers), label)
+	}
+}
+
+// labelValue makes a function name a valid Prometheus label value. Gearman
+// names are bytes, and one name that is not UTF-8 would otherwise fail the
+// whole scrape: its invalid bytes are written as \xNN. A valid name that
+// reads the same shares its series (Collect adds them up).
+func labelValue(name string) string {
+	if utf8.ValidString(name) {
+		return name
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); {
+		r, size := utf8.DecodeRuneInString(name[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, "\\x%02x", name[i])
+		} else {
+			b.WriteString(name[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
