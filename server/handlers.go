@@ -332,6 +332,10 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 		return
 	}
 	j := s.runningJob(c, handle)
+	if j == nil && p.Type == protocol.WorkFail && c.excepted != "" && c.excepted == string(handle) {
+		c.excepted = "" // the Perl worker's WORK_FAIL after its WORK_EXCEPTION
+		return
+	}
 	if j == nil {
 		text := errWorkNotFound
 		switch p.Type {
@@ -378,6 +382,7 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 				s.send(l, fail)
 			}
 		}
+		c.excepted = string(handle)
 		s.finish(j)
 	}
 }

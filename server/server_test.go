@@ -238,6 +238,36 @@ func TestWorkExceptionOption(t *testing.T) {
 	plain.expectNothing() // and no second packet after it
 }
 
+// Perl's Gearman::Worker sends WORK_FAIL after its WORK_EXCEPTION for the
+// same job, and dies on an ERROR reply. That one WORK_FAIL is taken
+// silently; any other result for a job that is gone still gets the ERROR.
+func TestWorkFailAfterOwnExceptionIsTakenSilently(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJob, "f", "", "")
+	w := worker(t, addr, "f")
+	w.grab()
+	w.send(protocol.WorkException, h, "boom")
+	w.send(protocol.WorkFail, h)
+	if got := c.recv(protocol.WorkFail); got[0] != h {
+		t.Fatalf("fail %q", got)
+	}
+	c.expectNothing() // one WORK_FAIL for the client, not two
+	w.send(protocol.EchoReq, "after")
+	if got := w.recv(protocol.EchoRes); got[0] != "after" { // no ERROR before it
+		t.Fatalf("echo %q", got)
+	}
+	w.send(protocol.WorkFail, h) // a second one is an error again
+	if got := w.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
+		t.Fatalf("got %q", got)
+	}
+	other := dial(t, addr)
+	other.send(protocol.WorkFail, h) // so is another connection's
+	if got := other.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestEpochJobWakesWorkerWhenDue(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	s, addr := startServer(t, Config{Now: func() time.Time { return now }})

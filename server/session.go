@@ -30,10 +30,15 @@ type session struct {
 	holdUntil  time.Time
 	holdTimer  *time.Timer
 	exceptions bool
-	running    map[*job]struct{}
-	attached   map[*job]struct{} // jobs this session listens to
-	replies    []*outEntry       // ordered replies behind a pending commit
-	closed     bool
+	// excepted: the job this worker last ended with WORK_EXCEPTION. Perl's
+	// Gearman::Worker follows the exception with a WORK_FAIL for the same
+	// job, and dies on gearmand's ERROR for it; that one WORK_FAIL is taken
+	// silently.
+	excepted string
+	running  map[*job]struct{}
+	attached map[*job]struct{} // jobs this session listens to
+	replies  []*outEntry       // ordered replies behind a pending commit
+	closed   bool
 	// flushQueued: the session is in Server.toFlush.
 	flushQueued bool
 
