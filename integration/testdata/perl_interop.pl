@@ -1,0 +1,61 @@
+#!/usr/bin/perl
+# Gearman::Client and Gearman::Worker (libgearman-client-perl, a pure Perl
+# implementation) against a job server: perl_interop.pl worker|client PORT.
+# The client prints one line per event, without job handles, so that the
+# transcripts of two servers can be compared.
+use strict;
+use warnings;
+use Gearman::Client;
+use Gearman::Worker;
+
+my ($mode, $port) = @ARGV;
+my $server = "127.0.0.1:$port";
+$| = 1;
+
+if ($mode eq "worker") {
+    my $w = Gearman::Worker->new(job_servers => [$server]);
+    $w->prefix(undef);
+    # With a timeout the worker registers with CAN_DO_TIMEOUT (seconds).
+    $w->register_function(perl_reverse => 30, sub {
+        my $job = shift;
+        $job->set_status(1, 2);
+        return scalar reverse $job->arg;
+    });
+    # A handler that dies: the worker sends WORK_EXCEPTION, then WORK_FAIL.
+    $w->register_function(perl_die => sub { die "boom\n" });
+    # Returning undef sends WORK_FAIL.
+    $w->register_function(perl_fail => sub { return undef });
+    $w->work while 1;
+}
+
+my $c = Gearman::Client->new(job_servers => [$server]);
+
+my @status;
+my $res = $c->do_task(perl_reverse => "hello",
+    { on_status => sub { push @status, "$_[0]/$_[1]" } });
+print "foreground: ", (defined $res ? $$res : "undef"), " status: @status\n";
+
+$res = $c->do_task(perl_fail => "x");
+print "fail: ", (defined $res ? $$res : "undef"), "\n";
+
+my $fail_reason = "none";
+$res = $c->do_task(perl_die => "x", { on_fail => sub { $fail_reason = "on_fail" } });
+print "die: ", (defined $res ? $$res : "undef"), " $fail_reason\n";
+
+# Ten tasks at once, on one connection.
+my $ts = $c->new_task_set;
+my %got;
+for my $i (1 .. 10) {
+    $ts->add_task(perl_reverse => "job$i", { on_complete => sub { $got{$i} = ${ $_[0] } } });
+}
+$ts->wait(timeout => 20);
+print "taskset: ", join(",", map { $got{$_} // "missing" } 1 .. 10), "\n";
+
+# A background job for a function nobody does stays queued and known.
+my $handle = $c->dispatch_background(perl_nobody => "later", { uniq => "perl-u1" });
+print "background: ", (defined $handle ? "handle" : "undef"), "\n";
+my $st = $c->get_status($handle);
+printf "status: known=%d running=%d\n", $st->known ? 1 : 0, $st->running ? 1 : 0;
+# The same unique ID gives the same job.
+my $again = $c->dispatch_background(perl_nobody => "later", { uniq => "perl-u1" });
+print "coalesced: ", ($again eq $handle ? "same" : "different"), "\n";
