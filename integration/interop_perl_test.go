@@ -73,7 +73,10 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 		"taskset: 1boj,2boj,3boj,4boj,5boj,6boj,7boj,8boj,9boj,01boj\n" +
 		"background: handle\n" +
 		"status: known=1 running=0\n" +
-		"coalesced: same\n"
+		"coalesced: same\n" +
+		"queued: 4 running=0 capable=0\n" +
+		"data: data d1, warning w1 result: done\n" +
+		"exception: called result: undef\n"
 	if string(out) != want {
 		t.Fatalf("perl client printed:\n%s\nwant:\n%s\nstderr: %s", out, want, cerr.String())
 	}

@@ -25,6 +25,13 @@ if ($mode eq "worker") {
     $w->register_function(perl_die => sub { die "boom\n" });
     # Returning undef sends WORK_FAIL.
     $w->register_function(perl_fail => sub { return undef });
+    # Data and a warning on the way to the result.
+    $w->register_function(perl_data => sub {
+        my $job = shift;
+        $w->send_work_data($job, "d1");
+        $w->send_work_warning($job, "w1");
+        return "done";
+    });
     $w->work while 1;
 }
 
@@ -59,3 +66,21 @@ printf "status: known=%d running=%d\n", $st->known ? 1 : 0, $st->running ? 1 : 0
 # The same unique ID gives the same job.
 my $again = $c->dispatch_background(perl_nobody => "later", { uniq => "perl-u1" });
 print "coalesced: ", ($again eq $handle ? "same" : "different"), "\n";
+
+# Background jobs with no unique ID (Perl sends an empty one) are each kept.
+$c->dispatch_background(perl_nobody => "empty$_") for 1 .. 3;
+my $js = $c->get_job_server_status->{$server}{perl_nobody};
+printf "queued: %d running=%d capable=%d\n", $js->{queued}, $js->{running}, $js->{capable};
+
+my @events;
+$res = $c->do_task(perl_data => "x", {
+    on_data    => sub { push @events, "data ${ $_[0] }" },
+    on_warning => sub { push @events, "warning " . (ref $_[0] ? ${ $_[0] } : $_[0]) },
+});
+print "data: ", join(", ", @events), " result: ", (defined $res ? $$res : "undef"), "\n";
+
+# With the exceptions option the client hears the exception itself.
+my $ec = Gearman::Client->new(job_servers => [$server], exceptions => 1);
+my $exception = "none";
+$res = $ec->do_task(perl_die => "x", { on_exception => sub { $exception = "called" } });
+print "exception: $exception result: ", (defined $res ? $$res : "undef"), "\n";
