@@ -4,7 +4,7 @@ BIN     ?= bin/gearbridge
 ARGS    ?=
 CONFIG  ?=
 
-.PHONY: run build test bench lint fuzz demo clean
+.PHONY: run build test bench lint fuzz soak demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gearbridge
@@ -29,6 +29,11 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The bridge under random Jenkins faults, five runs (see
+# integration/bridge_soak_test.go; GB_SOAK_SEED=N replays one).
+soak:
+	GB_SOAK=1 $(GO) test -race -count=5 -run TestBridge_SoakUnderRandomFaults -v ./integration
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./protocol

@@ -1,0 +1,175 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// A soak of the bridge under random Jenkins faults: two masters answer 500s
+// and 503s, hang past the request timeout and reset connections in random
+// spells while Zuul-style clients submit builds. Whatever the faults, every
+// job ends (with its result, or a WORK_EXCEPTION saying why it could not
+// run), none is left queued or running once the faults stop, and no job
+// starts two builds. It runs with GB_SOAK=1 (make soak), since its faults
+// are random; GB_SOAK_SEED replays one run's faults.
+func TestBridge_SoakUnderRandomFaults(t *testing.T) {
+	if os.Getenv("GB_SOAK") == "" {
+		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+
+	var masters []rigMaster
+	for _, name := range []string{"m1", "m2"} {
+		e := jenkinstest.New(t, jenkinstest.WithQuietPeriod(0))
+		e.ConfigureBuiltIn(0, jenkinstest.Normal)
+		for i := 1; i <= 2; i++ {
+			must(t, e.AddNode(jenkinstest.NodeSpec{Name: fmt.Sprintf("%s-n%d", name, i), Executors: 2}))
+		}
+		must(t, e.AddJob(jenkinstest.JobSpec{Name: "soak", Duration: 300 * time.Millisecond,
+			Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID", Type: jenkinstest.StringParam}}}))
+		masters = append(masters, rigMaster{name: name, emu: e, extra: "    max_outage: 2s\n"})
+	}
+	rig := startBridgeRig(t, nil, masters...)
+	rig.waitRegistered("build:soak", 8)
+
+	// Faults come and go for the length of the soak.
+	const soak = 8 * time.Second
+	patterns := []string{".", "^POST ", "^GET /queue/item/", "^GET /job/soak/[0-9]+/api/json", "^GET /computer/api/json"}
+	faults := []jenkinstest.Fault{{Status: 500}, {Status: 503}, {Delay: time.Hour}, {Reset: true}}
+	stop := make(chan struct{})
+	var chaos sync.WaitGroup
+	chaos.Add(1)
+	go func() {
+		defer chaos.Done()
+		for {
+			m := masters[rng.IntN(len(masters))].emu
+			remove, err := m.InjectFault(patterns[rng.IntN(len(patterns))], faults[rng.IntN(len(faults))])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			spell := time.Duration(100+rng.IntN(1500)) * time.Millisecond
+			select {
+			case <-time.After(spell): // the length of the fault spell
+				remove()
+			case <-stop:
+				remove()
+				return
+			}
+			select {
+			case <-time.After(time.Duration(rng.IntN(500)) * time.Millisecond): // a quiet spell
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	type outcome struct {
+		uuid   string
+		final  protocol.Type
+		result string
+		url    string
+		reason string
+		err    error
+	}
+	const jobs = 40
+	results := make(chan outcome, jobs)
+	for i := range jobs {
+		uuid := fmt.Sprintf("soak-%d", i)
+		c := rig.client()
+		b, _ := json.Marshal(map[string]string{"ZUUL_UUID": uuid})
+		c.Send(protocol.SubmitJob, "build:soak", uuid, string(b))
+		go func() {
+			o := outcome{uuid: uuid}
+			defer func() { results <- o }()
+			deadline := time.Now().Add(soak + 60*time.Second)
+			for {
+				p, err := c.ReadWithin(time.Until(deadline))
+				if err != nil {
+					o.err = fmt.Errorf("no end: %w", err)
+					return
+				}
+				args := p.Args()
+				switch p.Type {
+				case protocol.WorkData, protocol.WorkComplete:
+					var d struct{ URL, Result string }
+					if len(args) > 1 && json.Unmarshal([]byte(args[1]), &d) == nil {
+						if d.URL != "" {
+							o.url = d.URL
+						}
+						if d.Result != "" {
+							o.result = d.Result
+						}
+					}
+				case protocol.WorkException:
+					o.reason = args[1]
+				}
+				if p.Type == protocol.WorkComplete || p.Type == protocol.WorkFail || p.Type == protocol.WorkException {
+					o.final = p.Type
+					return
+				}
+			}
+		}()
+		time.Sleep(soak / jobs) // submits spread over the soak
+	}
+	close(stop)
+	chaos.Wait()
+	for _, m := range masters {
+		m.emu.ClearFaults()
+	}
+
+	byEnd := map[string]int{}
+	urls := map[string]string{}
+	for range jobs {
+		o := <-results
+		if o.err != nil {
+			t.Errorf("job %s: %v", o.uuid, o.err)
+			continue
+		}
+		key := o.final.String()
+		if o.final == protocol.WorkComplete {
+			key += " " + o.result
+			if o.result != "SUCCESS" {
+				t.Errorf("job %s completed with %q", o.uuid, o.result)
+			}
+		} else {
+			t.Logf("job %s: %v %s", o.uuid, o.final, o.reason)
+		}
+		byEnd[key]++
+		if o.url != "" {
+			if other, ok := urls[o.url]; ok {
+				t.Errorf("jobs %s and %s both report build %s", other, o.uuid, o.url)
+			}
+			urls[o.url] = o.uuid
+		}
+	}
+	t.Logf("ends: %v", byEnd)
+	if st := statusOf(Dial(t, rig.addr).Admin("status\n"), "build:soak"); st.total != 0 || st.running != 0 {
+		t.Errorf("left in the server: %+v", st)
+	}
+	// No job started two builds: each build's ZUUL_UUID is unique.
+	seen := map[string]string{}
+	for _, m := range masters {
+		for _, b := range m.emu.Builds("soak") {
+			u := b.Params["ZUUL_UUID"]
+			if prev, ok := seen[u]; ok {
+				t.Errorf("two builds for %s: %s and %s#%d", u, prev, m.name, b.Number)
+			}
+			seen[u] = fmt.Sprintf("%s#%d", m.name, b.Number)
+		}
+	}
+}
