@@ -30,9 +30,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The bridge under random Jenkins faults, five runs (see
-# integration/bridge_soak_test.go; GB_SOAK_SEED=N replays one).
+# Randomized soaks, five runs each (GB_SOAK_SEED=N replays one): the
+# scheduler under misbehaving workers and clients, on both transports
+# (server/soak_test.go), and the bridge under random Jenkins faults
+# (integration/bridge_soak_test.go).
 soak:
+	GB_SOAK=1 $(GO) test -race -count=5 -run TestSoakScheduler -v ./server
+	GB_SOAK=1 GB_TEST_EVENT_LOOP=1 $(GO) test -race -count=5 -run TestSoakScheduler -v ./server
 	GB_SOAK=1 $(GO) test -race -count=5 -run TestBridge_SoakUnderRandomFaults -v ./integration
 
 fuzz:
