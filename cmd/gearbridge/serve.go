@@ -103,6 +103,16 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		return nil, usageError{fmt.Errorf("--max-packet must be between 1 and %d", 1<<31)}
 	case f.jobRetries < 0:
 		return nil, usageError{fmt.Errorf("--job-retries must not be negative")}
+	case f.grabHold < 0 || f.grabHold > maxGrabHold:
+		// Perl's Gearman::Worker drops a connection whose GRAB has no
+		// answer after 0.5s.
+		return nil, usageError{fmt.Errorf("--grab-hold must be between 0 and %v", maxGrabHold)}
+	case f.busyPoll < 0:
+		return nil, usageError{fmt.Errorf("--busy-poll must not be negative")}
+	case f.eventLoops < 1:
+		return nil, usageError{fmt.Errorf("--event-loops must be at least 1")}
+	case f.maxConnections < 0:
+		return nil, usageError{fmt.Errorf("--max-connections must not be negative")}
 	}
 	if _, ok := logLevels[strings.ToUpper(f.verbose)]; !ok {
 		return nil, usageError{fmt.Errorf("unknown --verbose level %q", f.verbose)}
@@ -111,10 +121,15 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	return f, nil
 }
 
-// logLevels maps gearmand's verbosity names onto slog levels.
+// maxGrabHold bounds --grab-hold well below the 0.5s after which Perl's
+// Gearman::Worker gives up on a GRAB.
+const maxGrabHold = 250 * time.Millisecond
+
+// logLevels maps gearmand's verbosity names (and slog's WARN) onto slog
+// levels.
 var logLevels = map[string]slog.Level{
 	"FATAL": slog.LevelError + 4, "ALERT": slog.LevelError + 3, "CRITICAL": slog.LevelError + 2,
-	"ERROR": slog.LevelError, "WARNING": slog.LevelWarn, "NOTICE": slog.LevelInfo + 2,
+	"ERROR": slog.LevelError, "WARNING": slog.LevelWarn, "WARN": slog.LevelWarn, "NOTICE": slog.LevelInfo + 2,
 	"INFO": slog.LevelInfo, "DEBUG": slog.LevelDebug,
 }
 

@@ -10,7 +10,7 @@ import (
 
 func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
 	f, err := parseServeFlags([]string{"-p", "4799", "-L", "127.0.0.1", "--job-retries=3", "--log-file", "/dev/stderr",
-		"--verbose", "debug", "--threads", "4", "--config-file=/etc/gearmand.conf", "-P", "/tmp/pid"})
+		"--verbose", "debug", "--grab-hold", "250ms", "--threads", "4", "--config-file=/etc/gearmand.conf", "-P", "/tmp/pid"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,11 @@ func TestServeFlagsRejectNonsense(t *testing.T) {
 		{"--max-packet", "0"},
 		{"--job-retries", "-1"},
 		{"--verbose", "LOUD"},
+		{"--grab-hold", "1s"},
+		{"--grab-hold", "-1ms"},
+		{"--busy-poll", "-1us"},
+		{"--event-loops", "0"},
+		{"--max-connections", "-5"},
 		{"extra-arg"},
 		{"--no-such-flag"},
 	} {
