@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"crypto/sha256"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -254,11 +255,44 @@ func (s *Server) finish(j *job) {
 	}
 	j.state = stateDone
 	s.dropListeners(j)
+	if n := len(s.jobs); n > s.jobsPeak {
+		s.jobsPeak = n
+	}
 	if j.uniqueKey != "" {
 		delete(s.unique, j.uniqueKey)
 	}
 	delete(s.jobs, j.Handle)
 	s.store.Remove(j.ID)
+	if s.jobsPeak >= shrinkPeak && len(s.jobs) <= s.jobsPeak/16 {
+		s.shrink()
+	}
+}
+
+// shrinkPeak is the number of jobs from which a drained queue gives its
+// memory back (a variable for tests).
+var shrinkPeak = 1 << 16
+
+// shrink gives back the memory of a queue that has drained from a large
+// peak. Go maps never shrink: after a burst of a million jobs the two job
+// maps would hold about 100 MB, and the heap its peak until the runtime's
+// next forced collection. The maps are rebuilt at their present size, and
+// the freed memory returns to the system.
+func (s *Server) shrink() {
+	s.log.Info("queue drained from a large peak; returning memory", "peak_jobs", s.jobsPeak, "jobs", len(s.jobs))
+	s.jobs = resized(s.jobs)
+	s.unique = resized(s.unique)
+	s.jobsPeak = len(s.jobs)
+	go debug.FreeOSMemory()
+}
+
+// resized copies m into a map made for its present size (maps.Clone keeps
+// the capacity).
+func resized(m map[string]*job) map[string]*job {
+	c := make(map[string]*job, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // dropListeners detaches every client from j.

@@ -87,6 +87,7 @@ type Server struct {
 	functions map[string]*function
 	jobs      map[string]*job // by handle
 	unique    map[string]*job // by function + "\0" + unique key
+	jobsPeak  int             // most jobs held since the maps were last rebuilt
 	sessions  map[uint64]*session
 	delayed   delayedHeap
 	timer     *time.Timer // fires when the earliest delayed job is due

@@ -268,6 +268,49 @@ func TestWorkFailAfterOwnExceptionIsTakenSilently(t *testing.T) {
 	}
 }
 
+// A queue that drains from a large peak rebuilds its job maps; the jobs
+// still queued stay known by handle and by unique ID.
+func TestDrainedPeakKeepsTheJobsLeft(t *testing.T) {
+	defer func(old int) { shrinkPeak = old }(shrinkPeak)
+	shrinkPeak = 64
+	s, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	var handles []string
+	for i := range 80 {
+		handles = append(handles, c.submit(protocol.SubmitJobBg, "f", fmt.Sprintf("u%d", i), "x"))
+	}
+	w := worker(t, addr, "f")
+	for i := range 76 {
+		job := w.grab()
+		if job[0] != handles[i] {
+			t.Fatalf("grab %d: %q", i, job)
+		}
+		w.send(protocol.WorkComplete, job[0], "")
+	}
+	w.send(protocol.EchoReq, "sync")
+	w.recv(protocol.EchoRes)
+	s.mu.Lock()
+	peak := s.jobsPeak
+	s.mu.Unlock()
+	if peak > 5 {
+		t.Fatalf("peak %d: the maps were not rebuilt when 5 of 80 jobs were left", peak)
+	}
+	for i := 76; i < 80; i++ {
+		c.send(protocol.GetStatus, handles[i])
+		if got := c.recv(protocol.StatusRes); got[1] != "1" {
+			t.Fatalf("status of job %d: %q", i, got)
+		}
+		if again := c.submit(protocol.SubmitJobBg, "f", fmt.Sprintf("u%d", i), "x"); again != handles[i] {
+			t.Fatalf("job %d did not coalesce: %s, want %s", i, again, handles[i])
+		}
+	}
+	for i := 76; i < 80; i++ {
+		if job := w.grab(); job[0] != handles[i] {
+			t.Fatalf("grab %d: %q", i, job)
+		}
+	}
+}
+
 func TestEpochJobWakesWorkerWhenDue(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	s, addr := startServer(t, Config{Now: func() time.Time { return now }})
