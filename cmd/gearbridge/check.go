@@ -43,3 +43,33 @@ func printInfo(w io.Writer, info store.Info) {
 		info.Path, info.FormatVersion, info.Jobs, info.Background, info.Jobs-info.Background,
 		info.BuildRefs, info.LastID, float64(info.Size)/(1<<20))
 }
+
+// runCompact rewrites a store file offline without its free pages:
+// `gearbridge compact --db FILE`.
+func runCompact(args []string) error {
+	fs := flag.NewFlagSet("compact", flag.ContinueOnError)
+	db := fs.String("db", "", "the bbolt file to compact (stop the server first)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge compact --db FILE\n\nGives back the space a drained queue left in the file: verifies it, writes a\ncompact copy beside it, checks that the copy holds the same jobs, and renames\nit into place. The server must be stopped.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if *db == "" && fs.NArg() == 1 {
+		*db = fs.Arg(0)
+	} else if *db == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return usageError{fmt.Errorf("compact: want --db FILE")}
+	}
+	before, after, err := store.Compact(*db)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: compacted from %.1f MiB to %.1f MiB\n", *db, float64(before.Size)/(1<<20), float64(after.Size)/(1<<20))
+	printInfo(os.Stdout, after)
+	return nil
+}

@@ -18,6 +18,7 @@ Usage:
   gearbridge status --server HOST:PORT       print the admin status table
   gearbridge backup --server URL FILE        download and verify an online backup
   gearbridge check --db FILE                 verify a database file offline
+  gearbridge compact --db FILE               give back a drained queue's space (server stopped)
   gearbridge version                         print the version
 
 Run "gearbridge serve --help" for the server's flags.
@@ -60,6 +61,8 @@ func run(args []string) error {
 		return runBackup(args)
 	case "check":
 		return runCheck(args)
+	case "compact":
+		return runCompact(args)
 	case "version", "--version":
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil
