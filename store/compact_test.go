@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/gearbridge/gearbridge"
 )
 
 // A file that held a large queue shrinks when compacted, and keeps its
@@ -17,11 +19,13 @@ func TestCompact_ShrinksAndKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := bytes.Repeat([]byte("x"), 4000)
+	var jobs []*gearbridge.Job
 	for id := uint64(1); id <= 2000; id++ {
 		j := testJob(id)
 		j.Payload = big
-		mustAdd(t, s, j)
+		jobs = append(jobs, j)
 	}
+	mustAdd(t, s, jobs...) // in group commits
 	if err := s.SetBuildRef("H:test:1999", []byte(`{"master":"m"}`)); err != nil {
 		t.Fatal(err)
 	}
