@@ -189,6 +189,29 @@ func TestBadInput_GarbageTextLines(t *testing.T) {
 	expectHealthy(t, s)
 }
 
+// Admin lines that break gearmand 1.1.20: an empty function name with a
+// bare \n kills it, and six or more words close the connection. Stray
+// spaces around the words count as empty words there; here they are
+// ignored. gearbridge answers each and goes on serving.
+func TestBadInput_AdminLinesThatBreakGearmand(t *testing.T) {
+	s := StartGearbridge(t)
+	c := Dial(t, s.Addr)
+	for _, tc := range []struct{ line, want string }{
+		{"create function \n", "ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\r\n"},
+		{"create function \r\n", "ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+create\r\n"},
+		{"status 1 2 3 4 5\r\n", ".\n"},
+		{"cancel job H:nope:1 \r\n", "ERR UNKNOWN_JOB\r\n"},
+		{" status\r\n", ".\n"},
+		{"show jobs \r\n", ".\n"},
+	} {
+		if got := c.Admin(tc.line); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.line, got, tc.want)
+		}
+	}
+	c.Barrier()
+	expectHealthy(t, s)
+}
+
 func TestBadInput_VeryLongLineWithoutNewlineIsCutOff(t *testing.T) {
 	s := StartGearbridge(t)
 	c := Dial(t, s.Addr)
