@@ -129,6 +129,11 @@ func TestDifferential_GetStatusKnownUnknownRunning(t *testing.T) {
 		h := string(r.Read(c, "created").Data)
 		c.Send(p.GetStatus, h)
 		r.WantPkt("queued", c.Read(), pkt(p.StatusRes, h, "1", "0", "0", "0"))
+		// The handle and the unique are C strings: a NUL ends them.
+		c.Send(p.GetStatus, h, "junk")
+		r.WantPkt("handle with a NUL", c.Read(), pkt(p.StatusRes, h, "1", "0", "0", "0"))
+		c.Send(p.GetStatusUnique, "u1", "junk")
+		r.WantPkt("unique with a NUL", c.Read(), pkt(p.StatusResUnique, "u1", "1", "0", "0", "0", "0"))
 
 		w.Send(p.CanDo, "st")
 		w.Send(p.GrabJob)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -125,9 +126,9 @@ func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
 		s.workResult(c, p)
 
 	case protocol.GetStatus:
-		s.getStatus(c, p.Args[0])
+		s.getStatus(c, cString(p.Args[0]))
 	case protocol.GetStatusUnique:
-		s.getStatusUnique(c, p.Args[0])
+		s.getStatusUnique(c, cString(p.Args[0]))
 	case protocol.EchoReq:
 		s.send(c, protocol.AppendResponse(nil, protocol.EchoRes, p.Args[0]))
 	case protocol.SetClientID:
@@ -398,6 +399,16 @@ func (s *Server) getStatus(c *session, handle []byte) {
 	}
 	s.send(c, protocol.AppendResponse(nil, protocol.StatusRes, handle,
 		[]byte(known), []byte(running), []byte(num), []byte(den)))
+}
+
+// cString cuts b at its first NUL. gearmand reads the handle of GET_STATUS
+// and the unique of GET_STATUS_UNIQUE as C strings: a NUL inside the
+// payload ends them, and the reply carries only what comes before it.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
 }
 
 // getStatusUnique looks a unique up across all functions; the oldest job
