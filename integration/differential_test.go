@@ -780,3 +780,23 @@ func TestDifferential_ExceptionsFlagTurnsOptionOnForEveryone(t *testing.T) {
 		c.Barrier()
 	})
 }
+
+// A NUL inside the one argument of CAN_DO, CANT_DO, SET_CLIENT_ID and
+// OPTION_REQ ends it, as in gearmand (which reads it as a C string).
+func TestDifferential_SingleArgumentsEndAtANul(t *testing.T) {
+	Differential(t, nil, nil, func(r *Transcript) {
+		w, c, a := r.Dial(), r.Dial(), r.Dial()
+		w.Send(p.SetClientID, "myid", "tail")
+		w.Send(p.CanDo, "cfn", "tail")
+		w.Barrier()
+		r.Want("status", a.Admin("status\n"), "cfn\t0\t0\t1\n.\n")
+		if got := r.AdminSet(a, "workers", "workers\n"); !strings.Contains(got, " myid : cfn\n") {
+			t.Errorf("workers: %q", got)
+		}
+		w.Send(p.CantDo, "cfn", "tail")
+		w.Barrier()
+		r.Want("status after CANT_DO", a.Admin("status\n"), "cfn\t0\t0\t0\n.\n")
+		c.Send(p.OptionReq, "exceptions", "tail")
+		r.WantPkt("option", c.Read(), pkt(p.OptionRes, "exceptions", "tail"))
+	})
+}

@@ -111,11 +111,11 @@ func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
 			c.sleeping = true
 		}
 	case protocol.CanDo:
-		s.canDo(c, p.Args[0], 0)
+		s.canDo(c, cString(p.Args[0]), 0)
 	case protocol.CanDoTimeout:
 		s.canDo(c, p.Args[0], parseInt(p.Args[1]))
 	case protocol.CantDo:
-		if f := s.functions[string(p.Args[0])]; f != nil {
+		if f := s.functions[string(cString(p.Args[0]))]; f != nil {
 			s.removeAbility(c, f)
 		}
 	case protocol.ResetAbilities:
@@ -132,13 +132,14 @@ func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
 	case protocol.EchoReq:
 		s.send(c, protocol.AppendResponse(nil, protocol.EchoRes, p.Args[0]))
 	case protocol.SetClientID:
-		id := p.Args[0]
+		id := cString(p.Args[0])
 		if len(id) > maxClientID {
 			id = id[:maxClientID]
 		}
 		c.clientID = string(id)
 	case protocol.OptionReq:
-		if len(p.Args[0]) <= maxOptionName && strings.EqualFold(string(p.Args[0]), "exceptions") {
+		// gearmand answers with the whole payload, whatever follows a NUL.
+		if name := cString(p.Args[0]); len(name) <= maxOptionName && strings.EqualFold(string(name), "exceptions") {
 			c.exceptions = true
 			s.send(c, protocol.AppendResponse(nil, protocol.OptionRes, p.Args[0]))
 		} else {
@@ -401,9 +402,9 @@ func (s *Server) getStatus(c *session, handle []byte) {
 		[]byte(known), []byte(running), []byte(num), []byte(den)))
 }
 
-// cString cuts b at its first NUL. gearmand reads the handle of GET_STATUS
-// and the unique of GET_STATUS_UNIQUE as C strings: a NUL inside the
-// payload ends them, and the reply carries only what comes before it.
+// cString cuts b at its first NUL. gearmand reads the one argument of
+// CAN_DO, CANT_DO, SET_CLIENT_ID, OPTION_REQ, GET_STATUS and
+// GET_STATUS_UNIQUE as a C string: a NUL inside the payload ends it.
 func cString(b []byte) []byte {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		return b[:i]
