@@ -11,30 +11,41 @@ import (
 
 // runCheck verifies a store file offline: `gearbridge check --db FILE`.
 func runCheck(args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	db := fs.String("db", "", "the bbolt file to verify (it must not be open in a running server)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gearbridge check --db FILE\n\nVerifies a durable queue file offline: bbolt's page consistency, the format\nversion, every job record, the handle counter and the build references.")
-		fs.PrintDefaults()
+	db, err := parseDBArgs("check", "the bbolt file to verify (it must not be open in a running server)",
+		"Usage: gearbridge check --db FILE\n\nVerifies a durable queue file offline: bbolt's page consistency, the format\nversion, every job record, the handle counter and the build references.", args)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if *db == "" && fs.NArg() == 1 {
-		*db = fs.Arg(0)
-	} else if *db == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("check: want --db FILE")}
-	}
-	info, err := store.Check(*db)
+	info, err := store.Check(db)
 	if err != nil {
 		return err
 	}
 	printInfo(os.Stdout, info)
 	return nil
+}
+
+// parseDBArgs reads the command line of an offline command on one store
+// file: `--db FILE`, or FILE alone.
+func parseDBArgs(name, dbHelp, usage string, args []string) (string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	db := fs.String("db", "", dbHelp)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return "", err
+		}
+		return "", usageError{err}
+	}
+	if *db == "" && fs.NArg() == 1 {
+		*db = fs.Arg(0)
+	} else if *db == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return "", usageError{fmt.Errorf("%s: want --db FILE", name)}
+	}
+	return *db, nil
 }
 
 // printInfo reports a verified store file.
@@ -47,29 +58,16 @@ func printInfo(w io.Writer, info store.Info) {
 // runCompact rewrites a store file offline without its free pages:
 // `gearbridge compact --db FILE`.
 func runCompact(args []string) error {
-	fs := flag.NewFlagSet("compact", flag.ContinueOnError)
-	db := fs.String("db", "", "the bbolt file to compact (stop the server first)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gearbridge compact --db FILE\n\nGives back the space a drained queue left in the file: verifies it, writes a\ncompact copy beside it, checks that the copy holds the same jobs, and renames\nit into place. The server must be stopped.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
-	}
-	if *db == "" && fs.NArg() == 1 {
-		*db = fs.Arg(0)
-	} else if *db == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return usageError{fmt.Errorf("compact: want --db FILE")}
-	}
-	before, after, err := store.Compact(*db)
+	db, err := parseDBArgs("compact", "the bbolt file to compact (stop the server first)",
+		"Usage: gearbridge compact --db FILE\n\nGives back the space a drained queue left in the file: verifies it, writes a\ncompact copy beside it, checks that the copy holds the same jobs, and renames\nit into place. The server must be stopped.", args)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: compacted from %.1f MiB to %.1f MiB\n", *db, float64(before.Size)/(1<<20), float64(after.Size)/(1<<20))
+	before, after, err := store.Compact(db)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: compacted from %.1f MiB to %.1f MiB\n", db, float64(before.Size)/(1<<20), float64(after.Size)/(1<<20))
 	printInfo(os.Stdout, after)
 	return nil
 }
