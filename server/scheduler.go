@@ -310,6 +310,15 @@ func (s *Server) forward(j *job, packet []byte) {
 	}
 }
 
+// forwardResponse sends the response typ with args to every listener of j.
+// A background job usually has none, and then nothing is built: in a drain
+// that saves an allocation and a copy of the result per job.
+func (s *Server) forwardResponse(j *job, typ protocol.Type, args ...[]byte) {
+	if len(j.listeners) > 0 {
+		s.forward(j, protocol.AppendResponse(nil, typ, args...))
+	}
+}
+
 // detachListener removes client c from j. A foreground job nobody waits for
 // any more is dropped if it is still queued, as in gearmand; if it is
 // running, its results will go nowhere.
