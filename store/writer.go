@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -110,7 +109,6 @@ func (s *DB) run() {
 	notify := make(chan []op, 2)
 	go s.notifier(notify)
 	defer close(notify)
-	debug.SetPanicOnFault(true)
 	for {
 		s.mu.Lock()
 		for len(s.pending) == 0 && !s.closing {
