@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -30,19 +31,37 @@ const maxCheckErrors = 20
 // job record, and checks that the handle counter covers every job and that
 // every build reference belongs to a stored job.
 func Check(path string) (info Info, err error) {
-	info.Path = path
-	fi, err := os.Stat(path)
-	if err != nil {
-		return info, fmt.Errorf("check store %s: %w", path, err)
-	}
-	info.Size = fi.Size()
-	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	db, info, err := openChecked(path, openTimeout)
 	if err != nil {
 		return info, err
 	}
-	defer db.Close()
+	return info, db.Close()
+}
 
-	err = safely(func() error {
+// openChecked opens the store file at path read-only (a shared lock: no
+// server can open it meanwhile), checks it as Check does, and returns it
+// open to the caller.
+func openChecked(path string, timeout time.Duration) (*bolt.DB, Info, error) {
+	info := Info{Path: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, info, fmt.Errorf("check store %s: %w", path, err)
+	}
+	info.Size = fi.Size()
+	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	if err != nil {
+		return nil, info, err
+	}
+	if err := checkDB(db, &info); err != nil {
+		db.Close()
+		return nil, info, fmt.Errorf("check store %s: %w", path, err)
+	}
+	return db, info, nil
+}
+
+// checkDB runs Check's checks on an open store and fills in info.
+func checkDB(db *bolt.DB, info *Info) error {
+	return safely(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			// Our own walk first: it runs on this goroutine, where a fault
 			// on a damaged page becomes an error. bbolt's check runs on a
@@ -52,7 +71,7 @@ func Check(path string) (info Info, err error) {
 				return err
 			}
 			info.FormatVersion = FormatVersion
-			if err := checkRecords(tx, &info); err != nil {
+			if err := checkRecords(tx, info); err != nil {
 				return err
 			}
 			var errs []error
@@ -67,10 +86,6 @@ func Check(path string) (info Info, err error) {
 			return nil
 		})
 	})
-	if err != nil {
-		return info, fmt.Errorf("check store %s: %w", path, err)
-	}
-	return info, nil
 }
 
 // checkRecords decodes every job and build reference and checks the

@@ -37,7 +37,7 @@ func TestCompact_ShrinksAndKeepsEverything(t *testing.T) {
 	}
 	grown := fileSize(t, path)
 
-	before, after, err := Compact(path)
+	before, after, err := Compact(path, 0)
 	if err != nil {
 		t.Fatalf("Compact: %v", err)
 	}
@@ -64,7 +64,7 @@ func TestCompact_ShrinksAndKeepsEverything(t *testing.T) {
 func TestCompact_RefusesAFileInUse(t *testing.T) {
 	path := tempPath(t)
 	mustOpen(t, path, testOptions)
-	if _, _, err := Compact(path); !errors.Is(err, ErrInUse) {
+	if _, _, err := Compact(path, testOptions.Timeout); !errors.Is(err, ErrInUse) {
 		t.Fatalf("Compact of an open store: %v, want ErrInUse", err)
 	}
 }

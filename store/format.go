@@ -187,17 +187,11 @@ func precheck(path string) error {
 // exist. A file at path is therefore always a complete store (or something
 // that is not ours, which Open refuses rather than replaces).
 func createFile(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gearbridge-new-*.db")
+	db, tmpName, err := createTemp(filepath.Dir(path), ".gearbridge-new-*.db")
 	if err != nil {
 		return err
 	}
-	tmpName := tmp.Name()
-	tmp.Close()
 	defer os.Remove(tmpName)
-	db, err := bolt.Open(tmpName, 0o600, &bolt.Options{Timeout: openTimeout})
-	if err != nil {
-		return err
-	}
 	if err := db.Update(initBuckets); err != nil {
 		db.Close()
 		return err
@@ -212,6 +206,24 @@ func createFile(path string) error {
 		return err
 	}
 	return SyncDir(filepath.Dir(path))
+}
+
+// createTemp makes an empty bbolt file in dir under a temporary name (see
+// os.CreateTemp for pattern) and opens it. The caller removes the file
+// unless it moves it into place.
+func createTemp(dir, pattern string) (*bolt.DB, string, error) {
+	tmp, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, "", err
+	}
+	name := tmp.Name()
+	tmp.Close()
+	db, err := bolt.Open(name, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		os.Remove(name)
+		return nil, "", err
+	}
+	return db, name, nil
 }
 
 // SyncDir makes a rename or link in dir durable.

@@ -63,7 +63,7 @@ func runCompact(args []string) error {
 	if err != nil {
 		return err
 	}
-	before, after, err := store.Compact(db)
+	before, after, err := store.Compact(db, 0)
 	if err != nil {
 		return err
 	}
