@@ -244,7 +244,7 @@ func (s *Server) adminCancel(args []string) []byte {
 	if j == nil || j.state == stateDone || j.cancelled {
 		return []byte("ERR UNKNOWN_JOB\r\n")
 	}
-	s.forward(j, protocol.AppendResponse(nil, protocol.WorkFail, []byte(j.Handle)))
+	s.forward(j, protocol.WorkFail, []byte(j.Handle))
 	s.metrics.cancelled.Inc()
 	if j.state == stateRunning {
 		j.cancelled = true

@@ -352,20 +352,20 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 	switch p.Type {
 	case protocol.WorkStatus:
 		j.num, j.den = p.Args[1], p.Args[2]
-		s.forwardResponse(j, protocol.WorkStatus, p.Args...)
+		s.forward(j, protocol.WorkStatus, p.Args...)
 	case protocol.WorkData, protocol.WorkWarning:
 		if p.Type == protocol.WorkData {
 			j.lastData = p.Args[1]
 		}
-		s.forwardResponse(j, p.Type, p.Args...)
+		s.forward(j, p.Type, p.Args...)
 	case protocol.WorkComplete:
 		s.metrics.completed.Inc()
 		s.metrics.latency.Observe(s.cfg.Now().Sub(j.submitted).Seconds())
-		s.forwardResponse(j, protocol.WorkComplete, p.Args...)
+		s.forward(j, protocol.WorkComplete, p.Args...)
 		s.finish(j)
 	case protocol.WorkFail:
 		s.metrics.failed.Inc()
-		s.forwardResponse(j, protocol.WorkFail, handle)
+		s.forward(j, protocol.WorkFail, handle)
 		s.finish(j)
 	case protocol.WorkException:
 		s.metrics.failed.Inc()

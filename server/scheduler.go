@@ -203,7 +203,7 @@ func (s *Server) requeue(j *job) {
 	if s.cfg.JobRetries > 0 && int(j.Attempts) >= s.cfg.JobRetries {
 		s.log.Warn("job retries exhausted; failing job", "handle", j.Handle, "function", j.fn.name, "attempts", j.Attempts)
 		s.metrics.retriesExhausted.Inc()
-		s.forward(j, protocol.AppendResponse(nil, protocol.WorkFail, []byte(j.Handle)))
+		s.forward(j, protocol.WorkFail, []byte(j.Handle))
 		s.finish(j)
 		return
 	}
@@ -303,19 +303,16 @@ func (s *Server) dropListeners(j *job) {
 	j.listeners = nil
 }
 
-// forward sends a WORK_* packet to every client attached to j.
-func (s *Server) forward(j *job, packet []byte) {
+// forward sends the response typ with args to every client attached to j.
+// A background job usually has none, and then nothing is built (a large
+// result is not copied for nobody).
+func (s *Server) forward(j *job, typ protocol.Type, args ...[]byte) {
+	if len(j.listeners) == 0 {
+		return
+	}
+	packet := protocol.AppendResponse(nil, typ, args...)
 	for _, l := range j.listeners {
 		s.send(l, packet)
-	}
-}
-
-// forwardResponse sends the response typ with args to every listener of j.
-// A background job usually has none, and then nothing is built: in a drain
-// that saves an allocation and a copy of the result per job.
-func (s *Server) forwardResponse(j *job, typ protocol.Type, args ...[]byte) {
-	if len(j.listeners) > 0 {
-		s.forward(j, protocol.AppendResponse(nil, typ, args...))
 	}
 }
 
