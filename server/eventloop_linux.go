@@ -27,9 +27,7 @@ type eventLoop struct {
 	conns  map[int]*session
 	buf    []byte
 
-	stopOnce  sync.Once
-	closeOnce sync.Once
-	stopped   bool
+	stopOnce sync.Once
 }
 
 const loopReadSize = 64 << 10
@@ -127,11 +125,11 @@ func (l *eventLoop) stop() {
 	})
 }
 
+// closeFDs closes the loop's own descriptors, once, after run has returned
+// (or for a loop that never ran).
 func (l *eventLoop) closeFDs() {
-	l.closeOnce.Do(func() {
-		syscall.Close(l.wakefd)
-		syscall.Close(l.epfd)
-	})
+	syscall.Close(l.wakefd)
+	syscall.Close(l.epfd)
 }
 
 func (l *eventLoop) run() error {
@@ -143,7 +141,8 @@ func (l *eventLoop) run() error {
 	busyPoll := l.s.cfg.BusyPoll
 	spin := false // whether the last sleep was shorter than busyPoll
 	lastYield := time.Now()
-	for turn := 0; !l.stopped; turn++ {
+	stopped := false
+	for turn := 0; !stopped; turn++ {
 		// A busy loop never returns to the Go scheduler. After 10ms the
 		// runtime's monitor thread would preempt it with a signal and then
 		// watch at a 20µs cadence for a while: in a drain, about 50 signals
@@ -178,7 +177,7 @@ func (l *eventLoop) run() error {
 			case l.lfd:
 				l.accept()
 			case l.wakefd:
-				l.stopped = true
+				stopped = true
 			default:
 				c := l.conns[fd]
 				if c == nil {
@@ -237,7 +236,6 @@ func (l *eventLoop) accept() {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(nfd)}
 		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, nfd, &ev); err != nil {
 			s.log.Warn("cannot watch a new connection", "err", err)
-			l.conns[nfd] = c
 			l.drop(c)
 			continue
 		}

@@ -44,7 +44,7 @@ type session struct {
 
 	raw syscall.RawConn // for non-blocking writes; nil if not a socket
 
-	// Event-loop connections (fd >= 0) have no reader or writer goroutine:
+	// Event-loop connections (loop != nil) have no reader or writer goroutine:
 	// the loop reads them and writes what the socket refuses when it is
 	// writable again. fdMu keeps a write from hitting a closed (and maybe
 	// reused) descriptor.
