@@ -289,7 +289,7 @@ func (s *Server) grab(c *session, typ protocol.Type) {
 // After GrabHold, or as soon as the worker sends anything else, the GRAB
 // is answered NO_JOB as usual.
 func (s *Server) holdGrab(c *session, typ protocol.Type) {
-	c.held = typ
+	s.setHeld(c, typ)
 	c.holdUntil = s.cfg.Now().Add(s.cfg.GrabHold)
 	if c.holdTimer == nil {
 		c.holdTimer = time.AfterFunc(s.cfg.GrabHold, func() { s.holdExpired(c) })
@@ -308,8 +308,25 @@ func (s *Server) holdExpired(c *session) {
 
 // releaseHold answers a held GRAB with NO_JOB.
 func (s *Server) releaseHold(c *session) {
-	c.held = 0
+	s.setHeld(c, 0)
 	s.send(c, noJobPacket)
+}
+
+// setHeld records c's held GRAB (typ), or its end (0), and counts it in
+// each of c's functions, so that a new job looks for a held worker only
+// where there is one. c's functions cannot change while its GRAB is held:
+// any packet from c releases the hold first.
+func (s *Server) setHeld(c *session, typ protocol.Type) {
+	if (c.held != 0) != (typ != 0) {
+		d := 1
+		if typ == 0 {
+			d = -1
+		}
+		for f := range c.abilities {
+			f.held += d
+		}
+	}
+	c.held = typ
 }
 
 // sendAssignment sends j to worker c in the reply its GRAB variant wants.

@@ -55,14 +55,17 @@ func (s *Server) enqueue(j *job) {
 // taking the function's workers in turn.
 func (s *Server) assignHeld(j *job) bool {
 	f := j.fn
+	if f.held == 0 {
+		return false
+	}
 	n := len(f.workers)
 	for i := 0; i < n; i++ {
 		k := (f.wakeNext + i) % n
 		w := f.workers[k]
-		if w.held != 0 && !w.closed {
+		if w.held != 0 {
 			f.wakeNext = (k + 1) % n
 			typ := w.held
-			w.held = 0
+			s.setHeld(w, 0)
 			s.assign(w, j)
 			s.sendAssignment(w, j, typ)
 			return true

@@ -283,7 +283,7 @@ func (s *Server) admit(c *session, withGoroutine bool) bool {
 func (s *Server) closeSession(c *session) {
 	s.mu.Lock()
 	c.closed = true
-	c.held = 0
+	s.setHeld(c, 0)
 	if c.holdTimer != nil {
 		c.holdTimer.Stop()
 	}

@@ -311,6 +311,35 @@ func TestDrainedPeakKeepsTheJobsLeft(t *testing.T) {
 	}
 }
 
+// A held GRAB counts in each of the worker's functions until it ends, so
+// that new jobs look for held workers only where there are some.
+func TestHeldGrabIsCountedInEachFunction(t *testing.T) {
+	s, addr := startServer(t, Config{GrabHold: time.Minute})
+	held := func(fn string) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if f := s.functions[fn]; f != nil {
+			return f.held
+		}
+		return 0
+	}
+	w := worker(t, addr, "f", "g")
+	w.send(protocol.GrabJob)
+	waitFor(t, "the GRAB to be held", func() bool { return held("f") == 1 && held("g") == 1 })
+	c := dial(t, addr)
+	h := c.submit(protocol.SubmitJobBg, "g", "", "x")
+	if got := w.recv(protocol.JobAssign); got[0] != h {
+		t.Fatalf("assigned %q", got)
+	}
+	if held("f") != 0 || held("g") != 0 {
+		t.Fatalf("after the assignment: f %d, g %d", held("f"), held("g"))
+	}
+	w.send(protocol.GrabJob)
+	waitFor(t, "the second GRAB to be held", func() bool { return held("f") == 1 })
+	w.nc.Close()
+	waitFor(t, "the hang-up to end the hold", func() bool { return held("f") == 0 && held("g") == 0 })
+}
+
 func TestEpochJobWakesWorkerWhenDue(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	s, addr := startServer(t, Config{Now: func() time.Time { return now }})

@@ -98,6 +98,17 @@ func TestSoakScheduler(t *testing.T) {
 			t.Errorf("left behind: %+v", f)
 		}
 	}
+	// Every worker has hung up: no function may still count a held GRAB.
+	waitFor(t, "every held GRAB to be forgotten", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, f := range s.functions {
+			if f.held != 0 || len(f.workers) != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	t.Logf("background jobs %d, foreground waits %d", bgCount.Load(), fgWaited.Load())
 }
 

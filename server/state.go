@@ -69,6 +69,7 @@ type function struct {
 	maxQueue [gearbridge.NumPriorities]int // 0 = unlimited
 	workers  []*session
 	wakeNext int // where the next wake-up scan starts, to spread NOOPs
+	held     int // workers of f whose GRAB is held (see setHeld)
 }
 
 func (f *function) queued() int { return f.ready() + f.delayed }
