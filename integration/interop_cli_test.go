@@ -51,6 +51,27 @@ func gearadmin(t *testing.T, s *Server, args ...string) (string, string) {
 	return runCLI(t, "", "gearadmin", append(hostPort(s), args...)...)
 }
 
+// startProcess starts cmd, killed on cleanup; its stderr is logged if the
+// test failed. The returned channel is closed when the process exits.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) <-chan struct{} {
+	t.Helper()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() && errb.Len() > 0 {
+			t.Logf("%s stderr: %s", name, errb.String())
+		}
+	})
+	return done
+}
+
 // startCLIWorker starts `gearman -w -f fn -c count -- cmd...` and waits
 // until the server lists a worker for fn. The returned channel is closed
 // when the process exits; it is killed on cleanup.
@@ -58,21 +79,7 @@ func startCLIWorker(t *testing.T, s *Server, fn string, count int, cmd ...string
 	t.Helper()
 	path := NeedTool(t, "gearman")
 	args := append(hostPort(s), "-w", "-f", fn, "-c", strconv.Itoa(count), "--")
-	w := exec.Command(path, append(args, cmd...)...)
-	var errb bytes.Buffer
-	w.Stderr = &errb
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { w.Wait(); close(done) }()
-	t.Cleanup(func() {
-		w.Process.Kill()
-		<-done
-		if t.Failed() && errb.Len() > 0 {
-			t.Logf("gearman worker stderr: %s", errb.String())
-		}
-	})
+	done := startProcess(t, "gearman worker", exec.Command(path, append(args, cmd...)...))
 	a := Dial(t, s.Addr)
 	defer a.Close()
 	eventually(t, cliTimeout, "CLI worker to register "+fn, func() bool {

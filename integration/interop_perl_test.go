@@ -5,8 +5,6 @@ package integration
 // protocol, driven by testdata/perl_interop.pl.
 
 import (
-	"bytes"
-	"context"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -37,19 +35,7 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 	s := StartGearbridge(t)
 	port := strconv.Itoa(s.Port)
 
-	w := exec.Command(perl, script, "worker", port)
-	var werr bytes.Buffer
-	w.Stderr = &werr
-	must(t, w.Start())
-	exited := make(chan struct{})
-	go func() { w.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		w.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("perl worker stderr: %s", werr.String())
-		}
-	})
+	exited := startProcess(t, "perl worker", exec.Command(perl, script, "worker", port))
 	a := Dial(t, s.Addr)
 	defer a.Close()
 	eventually(t, cliTimeout, "the Perl worker to register", func() bool {
@@ -58,15 +44,7 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 			statusOf(st, "perl_fail").workers == 1
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*cliTimeout)
-	defer cancel()
-	client := exec.CommandContext(ctx, perl, script, "client", port)
-	var cerr bytes.Buffer
-	client.Stderr = &cerr
-	out, err := client.Output()
-	if err != nil {
-		t.Fatalf("perl client: %v\nstdout: %s\nstderr: %s", err, out, cerr.String())
-	}
+	out, errOut := runCLI(t, "", perl, script, "client", port)
 	const want = "foreground: olleh status: 1/2\n" +
 		"fail: undef\n" +
 		"die: undef on_fail\n" +
@@ -77,12 +55,12 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 		"queued: 4 running=0 capable=0\n" +
 		"data: data d1, warning w1 result: done\n" +
 		"exception: called result: undef\n"
-	if string(out) != want {
-		t.Fatalf("perl client printed:\n%s\nwant:\n%s\nstderr: %s", out, want, cerr.String())
+	if out != want {
+		t.Fatalf("perl client printed:\n%s\nwant:\n%s\nstderr: %s", out, want, errOut)
 	}
 	select {
 	case <-exited:
-		t.Fatalf("the Perl worker exited: %s", werr.String())
+		t.Fatal("the Perl worker exited")
 	default:
 	}
 	// Its one job that died took no ERROR and left nothing behind.

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # Gearman::Client and Gearman::Worker (libgearman-client-perl, a pure Perl
 # implementation) against a job server: perl_interop.pl worker|client PORT.
-# The client prints one line per event, without job handles, so that the
-# transcripts of two servers can be compared.
+# The client prints one line per event, without job handles, for the test
+# to compare with what it wants.
 use strict;
 use warnings;
 use Gearman::Client;
