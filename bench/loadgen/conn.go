@@ -41,15 +41,10 @@ func (c *conn) send(typ protocol.Type, args ...[]byte) error {
 
 func (c *conn) flush() error { return c.w.Flush() }
 
-// read returns the next packet. With a zero timeout it waits as long as
-// the connection lives (sleeping workers); otherwise a stalled server
-// fails the run instead of hanging it.
+// read returns the next packet; a server that stalls for timeout fails
+// the run instead of hanging it.
 func (c *conn) read(timeout time.Duration) (*protocol.Packet, error) {
-	if timeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	return c.r.ReadPacket()
 }
 
