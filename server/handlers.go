@@ -290,7 +290,9 @@ func (s *Server) grab(c *session, typ protocol.Type) {
 // is answered NO_JOB as usual.
 func (s *Server) holdGrab(c *session, typ protocol.Type) {
 	s.setHeld(c, typ)
-	c.holdUntil = s.cfg.Now().Add(s.cfg.GrabHold)
+	// The deadline is on the timer's clock, real time, not cfg.Now: it only
+	// tells a timer that fired late for an earlier hold from this one.
+	c.holdUntil = time.Now().Add(s.cfg.GrabHold)
 	if c.holdTimer == nil {
 		c.holdTimer = time.AfterFunc(s.cfg.GrabHold, func() { s.holdExpired(c) })
 	} else {
@@ -301,7 +303,7 @@ func (s *Server) holdGrab(c *session, typ protocol.Type) {
 func (s *Server) holdExpired(c *session) {
 	s.mu.Lock()
 	defer s.unlock()
-	if c.held != 0 && !c.closed && !s.cfg.Now().Before(c.holdUntil) {
+	if c.held != 0 && !c.closed && !time.Now().Before(c.holdUntil) {
 		s.releaseHold(c)
 	}
 }

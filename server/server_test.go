@@ -636,6 +636,15 @@ func TestHeldGrabIsAnsweredWhenTheHoldEnds(t *testing.T) {
 	idle.recv(protocol.NoJob)
 }
 
+// The hold ends on the timer's clock, whatever the scheduler's clock says.
+func TestHeldGrabEndsWithAFrozenClock(t *testing.T) {
+	frozen := time.Unix(1_000_000, 0)
+	_, addr := startServer(t, Config{GrabHold: 10 * time.Millisecond, Now: func() time.Time { return frozen }})
+	w := worker(t, addr, "f")
+	w.send(protocol.GrabJob)
+	w.recv(protocol.NoJob)
+}
+
 // A worker may hold many jobs at once; its results are matched to the jobs
 // it holds, in any order, and never to another worker's job.
 func TestWorkerHoldingManyJobsCompletesThemInAnyOrder(t *testing.T) {
