@@ -237,10 +237,15 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
+// keepAlivePeriod is the TCP keepalive of every connection, on both
+// transports: there is no idle timeout (workers sleep for hours), and dead
+// peers are found by keepalive instead.
+const keepAlivePeriod = 30 * time.Second
+
 func (s *Server) accept(nc net.Conn, id uint64) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetKeepAlive(true)
-		tc.SetKeepAlivePeriod(30 * time.Second)
+		tc.SetKeepAlivePeriod(keepAlivePeriod)
 		tc.SetNoDelay(true)
 	}
 	c := newSession(s, id, nc)
