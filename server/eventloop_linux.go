@@ -27,6 +27,12 @@ type eventLoop struct {
 	conns  map[int]*session
 	buf    []byte
 
+	// Out of file descriptors, the loop takes the listener out of its
+	// epoll set until acceptResume, backing off like Serve does.
+	acceptPaused  bool
+	acceptBackoff time.Duration
+	acceptResume  time.Time
+
 	stopOnce sync.Once
 }
 
@@ -152,6 +158,16 @@ func (l *eventLoop) run() error {
 			runtime.Gosched()
 			lastYield = time.Now()
 		}
+		wait := -1 // milliseconds the blocking wait may sleep
+		if l.acceptPaused {
+			if err := l.resumeAcceptWhenDue(); err != nil {
+				l.shutdown()
+				return err
+			}
+			if l.acceptPaused {
+				wait = max(0, int((time.Until(l.acceptResume)+time.Millisecond-1)/time.Millisecond))
+			}
+		}
 		// Look first without blocking: a busy loop finds work at once and
 		// skips the runtime's bookkeeping for a call that may block.
 		n, err := epollPoll(l.epfd, events)
@@ -160,7 +176,7 @@ func (l *eventLoop) run() error {
 		}
 		if n == 0 && err == nil {
 			slept := time.Now()
-			n, err = syscall.EpollWait(l.epfd, events, -1)
+			n, err = syscall.EpollWait(l.epfd, events, wait)
 			spin = time.Since(slept) < busyPoll
 		}
 		if err != nil {
@@ -208,12 +224,11 @@ func (l *eventLoop) accept() {
 		nfd, sa, err := syscall.Accept4(l.lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 		if err != nil {
 			switch {
-			case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR), errors.Is(err, syscall.ECONNABORTED):
+			case errors.Is(err, syscall.EAGAIN):
+				l.acceptBackoff = 0 // every waiting connection was taken
+			case errors.Is(err, syscall.EINTR), errors.Is(err, syscall.ECONNABORTED):
 			case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-				// Out of descriptors: give closing connections a moment
-				// rather than spin on a listener that stays readable.
-				l.s.log.Warn("accept failed; retrying", "err", err)
-				time.Sleep(10 * time.Millisecond)
+				l.pauseAccept(err)
 			default:
 				l.s.log.Warn("accept failed", "err", err)
 			}
@@ -242,6 +257,39 @@ func (l *eventLoop) accept() {
 		}
 		l.conns[nfd] = c
 	}
+}
+
+// pauseAccept stops watching the listener for a while after accept ran
+// out of file descriptors. The listener stays readable while connections
+// wait, so watching it would turn the loop into a spin (or, with a sleep,
+// stall every connection it serves); paused, the loop goes on serving
+// its connections and the waiting ones stay in the kernel's backlog until
+// a descriptor is free.
+func (l *eventLoop) pauseAccept(cause error) {
+	l.acceptBackoff = min(max(2*l.acceptBackoff, 5*time.Millisecond), time.Second)
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.lfd, nil); err != nil {
+		// Still watched: sleep as the goroutine transport would rather
+		// than spin on a listener that stays readable.
+		l.s.log.Warn("accept failed; retrying", "err", cause, "backoff", l.acceptBackoff)
+		time.Sleep(l.acceptBackoff)
+		return
+	}
+	l.acceptPaused = true
+	l.acceptResume = time.Now().Add(l.acceptBackoff)
+	l.s.log.Warn("accept failed; not accepting for a while", "err", cause, "backoff", l.acceptBackoff)
+}
+
+// resumeAcceptWhenDue watches the listener again once the pause is over.
+func (l *eventLoop) resumeAcceptWhenDue() error {
+	if time.Now().Before(l.acceptResume) {
+		return nil
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(l.lfd)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, l.lfd, &ev); err != nil {
+		return fmt.Errorf("event loop: watch the listener again: %w", err)
+	}
+	l.acceptPaused = false
+	return nil
 }
 
 func sockaddrIP(sa syscall.Sockaddr) string {
