@@ -38,7 +38,23 @@ DURATION=${BENCH_DURATION:-15s}
 ROUNDS=${BENCH_ROUNDS:-3}
 SCHED=${BENCH_SCHED:-batch}
 
-if [[ ! -x $GEARMAND ]]; then
+# want GROUP: whether BENCH_ONLY (space-separated groups; empty: all)
+# selects GROUP.
+want() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+groups="submit-bg drain roundtrip idle-workers durable bridge"
+for g in ${BENCH_ONLY:-}; do
+	if [[ " $groups " != *" $g "* ]]; then
+		echo "bench: unknown BENCH_ONLY group '$g' (groups: $groups)" >&2
+		exit 2
+	fi
+done
+# Every group but the bridge runs servers against gearmand.
+servers=false
+for g in submit-bg drain roundtrip idle-workers durable; do
+	want "$g" && servers=true
+done
+
+if $servers && [[ ! -x $GEARMAND ]]; then
 	echo "bench: $GEARMAND not found (apt-get install gearman-job-server)" >&2
 	exit 1
 fi
@@ -55,10 +71,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "building gearbridge, loadgen and cload..."
-go build -o "$tmp/gearbridge" ./cmd/gearbridge
-go build -o "$tmp/loadgen" ./bench/loadgen
-cc -O2 -pthread -o "$tmp/cload" bench/cload/cload.c
+if $servers; then
+	echo "building gearbridge, loadgen and cload..."
+	go build -o "$tmp/gearbridge" ./cmd/gearbridge
+	go build -o "$tmp/loadgen" ./bench/loadgen
+	cc -O2 -pthread -o "$tmp/cload" bench/cload/cload.c
+fi
 
 # wait_port PORT: poll until the server accepts connections (10 s), or fail
 # at once if it died (for example, the port was taken meanwhile).
@@ -219,10 +237,6 @@ durable() {
 	summary+=("$s")
 }
 
-# want GROUP: whether BENCH_ONLY (space-separated groups; empty: all)
-# selects GROUP.
-want() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
-
 want submit-bg && pair "background submit, 4 clients" submit-bg --clients 4 --jobs "$JOBS"
 want drain && pair "drain $DRAIN_JOBS queued jobs, 4 workers" drain --workers 4 --jobs "$DRAIN_JOBS"
 want roundtrip && pair "foreground round trip, 4 clients, 4 workers" roundtrip --clients 4 --workers 4 --jobs "$RT_JOBS"
@@ -235,9 +249,11 @@ if want durable; then
 	durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --jobs "$DURABLE_JOBS"
 fi
 
-echo
-echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $ROUNDS rounds, cload --sched $SCHED, $(date -u +%Y-%m-%dT%H:%MZ))"
-printf '%s\n' "${summary[@]}"
+if $servers; then
+	echo
+	echo "summary (ratio > 1: gearbridge faster; $(nproc) CPUs, $ROUNDS rounds, cload --sched $SCHED, $(date -u +%Y-%m-%dT%H:%MZ))"
+	printf '%s\n' "${summary[@]}"
+fi
 
 if want bridge; then
 	echo
