@@ -250,6 +250,16 @@ func TestOutcomesAndEstimates(t *testing.T) {
 	if m := c.json("/job/p/api/json?tree=color,builds[number]{0,2}"); m["color"] != "blue" || len(m["builds"].([]any)) != 2 {
 		t.Errorf("job = %v, want blue and two builds", m)
 	}
+	// A job's builds are whole builds: at the default depth only their
+	// number and url show, and a tree may ask for more.
+	first := c.json("/job/p/api/json")["builds"].([]any)[0].(map[string]any)
+	if len(first) != 3 || first["_class"] == nil || num(first["number"]) != 3 || first["url"] == nil {
+		t.Errorf("a build at depth 0 = %v, want _class, number and url", first)
+	}
+	first = c.json("/job/p/api/json?tree=builds[number,queueId,result]{0,1}")["builds"].([]any)[0].(map[string]any)
+	if num(first["number"]) != 3 || num(first["queueId"]) == 0 || first["result"] != "SUCCESS" {
+		t.Errorf("a build with a tree = %v, want number 3, its queueId and SUCCESS", first)
+	}
 }
 
 func TestGoAPITriggerMergesAndCancels(t *testing.T) {

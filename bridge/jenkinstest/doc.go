@@ -55,8 +55,9 @@
 //
 // Requests returns the request log, CountRequests counts entries matching
 // "METHOD /path" patterns; InjectFault makes matching requests fail with a
-// status, a delay on the emulator's clock, or a connection reset, for a
-// number of times or until removed.
+// status, a delay on the emulator's clock, or a connection reset (before
+// handling, or after it: a lost reply), for a number of times or until
+// removed.
 //
 // # HTTP surface
 //

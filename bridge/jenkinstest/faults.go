@@ -10,7 +10,8 @@ import (
 )
 
 // Fault is what InjectFault does to matching requests. Delay comes first;
-// then Reset, or Status, or (neither) normal handling.
+// then Reset, or Status, or (neither) normal handling, whose reply
+// LoseReply drops.
 type Fault struct {
 	// Status replies with this code (e.g. 500, 503) instead of handling
 	// the request; nothing changes in the emulator.
@@ -21,6 +22,9 @@ type Fault struct {
 	Delay time.Duration
 	// Reset closes the connection without a reply (TCP RST).
 	Reset bool
+	// LoseReply handles the request, then closes the connection without
+	// the reply (TCP RST): it took effect, but the client cannot tell.
+	LoseReply bool
 	// Times limits the fault to the next n matching requests; 0 = no limit.
 	Times int
 }

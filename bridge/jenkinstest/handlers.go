@@ -51,6 +51,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, who := e.handle(r)
 	e.mu.Unlock()
 	entry.User = who
+	if faulty && f.LoseReply {
+		resetConn(w)
+		return
+	}
 
 	h := rec.Header()
 	h.Set("X-Jenkins", e.prof.version)

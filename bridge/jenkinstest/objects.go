@@ -140,8 +140,10 @@ func (e *Emulator) jobObj(j *job) *object {
 		p("buildable", !j.spec.Disabled),
 		p("builds", lazy(func() any {
 			var out []*object
+			// Whole builds, as Jenkins exports them: the depth rule leaves
+			// number and url, and a tree= may ask for more (queueId, actions).
 			for i := len(j.builds) - 1; i >= 0 && len(out) < 100; i-- {
-				out = append(out, buildRef(j.builds[i]).(*object))
+				out = append(out, e.buildObj(j.builds[i]))
 			}
 			return out
 		})),
