@@ -181,12 +181,14 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	params := r.params
 
 	form := url.Values{}
+	sent := map[string]string{} // the job's own parameters, for findLostTrigger
 	action := "build"
 	if r.proj.params != nil {
 		action = "buildWithParameters"
 		for _, p := range r.proj.params {
 			if v, ok := params[p]; ok {
 				form.Set(p, v)
+				sent[p] = v
 			}
 		}
 		if np := r.m.cfg.NodeParameter; np != "" && r.proj.hasParam(np) {
@@ -209,6 +211,19 @@ func (r *buildRun) trigger(ctx context.Context) error {
 		}
 	}
 	r.m.metrics.triggers.Inc()
+	if err != nil && statusOf(err) == 0 && ctx.Err() == nil {
+		// No answer: Jenkins may have queued the build all the same. If
+		// it did, failing the job would have Zuul run it again, and the
+		// build would run twice.
+		found, ferr := r.findLostTrigger(ctx, sent)
+		if found {
+			r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", r.ref.QueueID, "build", r.ref.URL, "err", err)
+			return nil
+		}
+		if ferr != nil {
+			err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
+		}
+	}
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
 			return failf("project %s is not buildable (disabled?)", r.proj.fullName)
@@ -225,6 +240,118 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	r.ref = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id}
 	r.m.saveRef(r.refKey, r.ref)
 	return nil
+}
+
+// lostTriggerLookups is how often findLostTrigger asks Jenkins before it
+// gives up: the failure that lost the answer may last a moment.
+const lostTriggerLookups = 4
+
+// findLostTrigger looks for the build that a trigger request whose answer
+// was lost may have queued: an item of the project in the queue, or one of
+// its latest builds, whose parameters include every one the job sent. It
+// follows that build (setting r.ref) only when exactly one matches: without
+// parameters, or with two matches, nothing tells this job's build apart.
+func (r *buildRun) findLostTrigger(ctx context.Context, sent map[string]string) (bool, error) {
+	if len(sent) == 0 {
+		return false, nil
+	}
+	bo := backoff{max: 2 * time.Second}
+	for attempt := 1; ; attempt++ {
+		matches, err := r.triggeredBuilds(ctx, sent)
+		if err == nil {
+			if len(matches) != 1 {
+				return false, nil
+			}
+			r.ref = matches[0]
+			r.m.saveRef(r.refKey, r.ref)
+			return true, nil
+		}
+		if !isTransient(err) || attempt == lostTriggerLookups {
+			return false, err
+		}
+		if sleepCtx(ctx, bo.next()) != nil {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// triggeredBuilds lists the project's queue items and latest builds whose
+// parameters include sent, one entry per queue item.
+func (r *buildRun) triggeredBuilds(ctx context.Context, sent map[string]string) ([]buildRef, error) {
+	// The queue first: an item that starts between the two requests then
+	// shows in both, and not in neither.
+	var queue struct {
+		Items []struct {
+			ID   int64 `json:"id"`
+			Task struct {
+				URL string `json:"url"`
+			} `json:"task"`
+			Actions []parametersJSON `json:"actions"`
+		} `json:"items"`
+	}
+	if err := r.m.jc.getJSON(ctx, "queue/", "items[id,task[url],actions[parameters[name,value]]]", &queue); err != nil {
+		return nil, err
+	}
+	var project struct {
+		Builds []struct {
+			Number  int              `json:"number"`
+			URL     string           `json:"url"`
+			QueueID int64            `json:"queueId"`
+			Actions []parametersJSON `json:"actions"`
+		} `json:"builds"`
+	}
+	if err := r.m.jc.getJSON(ctx, r.proj.path, "builds[number,url,queueId,actions[parameters[name,value]]]{0,20}", &project); err != nil {
+		return nil, err
+	}
+	byItem := map[int64]buildRef{}
+	for _, it := range queue.Items {
+		if strings.HasSuffix(it.Task.URL, "/"+r.proj.path) && hasParameters(it.Actions, sent) {
+			byItem[it.ID] = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: it.ID}
+		}
+	}
+	for _, b := range project.Builds {
+		if b.QueueID != 0 && hasParameters(b.Actions, sent) {
+			byItem[b.QueueID] = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: b.QueueID, Number: b.Number, URL: b.URL}
+		}
+	}
+	refs := make([]buildRef, 0, len(byItem))
+	for _, ref := range byItem {
+		refs = append(refs, ref)
+	}
+	return refs, nil
+}
+
+// parametersJSON is one entry of a queue item's or a build's actions; only
+// a ParametersAction has parameters.
+type parametersJSON struct {
+	Parameters []struct {
+		Name  string `json:"name"`
+		Value any    `json:"value"`
+	} `json:"parameters"`
+}
+
+// hasParameters reports whether actions hold every parameter of want with
+// the same value (Jenkins adds defaults for the ones not sent).
+func hasParameters(actions []parametersJSON, want map[string]string) bool {
+	have := map[string]string{}
+	for _, a := range actions {
+		for _, p := range a.Parameters {
+			switch v := p.Value.(type) {
+			case string:
+				have[p.Name] = v
+			case bool:
+				have[p.Name] = strconv.FormatBool(v)
+			case float64:
+				have[p.Name] = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+		}
+	}
+	for name, v := range want {
+		if got, ok := have[name]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // parseParameters reads the job payload: a JSON object whose values become

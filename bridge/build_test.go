@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -47,5 +48,32 @@ func TestQueueItemID(t *testing.T) {
 func TestJobPathEscapesEachFolder(t *testing.T) {
 	if got := jobPath("folder one/sub/my job"); got != "job/folder%20one/job/sub/job/my%20job/" {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// hasParameters reads parameter values as Jenkins exports them: strings,
+// and booleans as JSON booleans; the job's values come from the payload
+// as text (parseParameters).
+func TestHasParameters(t *testing.T) {
+	var actions []parametersJSON
+	err := json.Unmarshal([]byte(`[{"_class":"hudson.model.ParametersAction","parameters":[
+		{"name":"ZUUL_UUID","value":"abc"},{"name":"B","value":true},{"name":"N","value":3},{"name":"DEFAULTED","value":"d"}]},
+		{"_class":"hudson.model.CauseAction"}]`), &actions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		want map[string]string
+		ok   bool
+	}{
+		{map[string]string{"ZUUL_UUID": "abc"}, true},
+		{map[string]string{"ZUUL_UUID": "abc", "B": "true", "N": "3"}, true},
+		{map[string]string{"ZUUL_UUID": "abd"}, false},
+		{map[string]string{"B": "false"}, false},
+		{map[string]string{"MISSING": ""}, false},
+	} {
+		if got := hasParameters(actions, c.want); got != c.ok {
+			t.Errorf("hasParameters(%v) = %v, want %v", c.want, got, c.ok)
+		}
 	}
 }

@@ -218,3 +218,63 @@ func TestBridge_MaxOutageStartsAgainAfterAnAnswer(t *testing.T) {
 		t.Fatalf("after two short outages: %v %s", res.packets, res.reason)
 	}
 }
+
+// When the trigger's answer is lost (Jenkins queued the build, then the
+// connection reset), the bridge finds the build by the job's parameters
+// and follows it: the job succeeds and Jenkins builds it once, where
+// failing the job would have Zuul run it again, and the build twice.
+func TestBridge_LostTriggerAnswerFollowsTheQueuedBuild(t *testing.T) {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n", Executors: 1}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "plain"}))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 1)
+
+	_, err := e.InjectFault("POST .*/buildWithParameters$", jenkinstest.Fault{LoseReply: true, Times: 1})
+	must(t, err)
+	res := rig.submit(protocol.SubmitJob, "build:job", "u1", map[string]string{"ZUUL_UUID": "u1"}).wait(20 * time.Second)
+	if res.final != protocol.WorkComplete || res.data["result"] != "SUCCESS" {
+		t.Fatalf("after a lost answer: %v %v %s", res.packets, res.data, res.reason)
+	}
+	if builds := e.Builds("job"); len(builds) != 1 || builds[0].Params["ZUUL_UUID"] != "u1" {
+		t.Fatalf("Jenkins built %v, want one build of u1", builds)
+	}
+
+	// Without parameters nothing tells this job's build from another one,
+	// so the job fails as before (and Zuul runs it again).
+	_, err = e.InjectFault("POST .*/build$", jenkinstest.Fault{LoseReply: true, Times: 1})
+	must(t, err)
+	expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:plain", "", nil).wait(20*time.Second), "could not trigger")
+}
+
+// The same when the build is still waiting in Jenkins' queue at the time
+// the bridge looks (blocked behind a build of the same project).
+func TestBridge_LostTriggerAnswerFollowsTheWaitingQueueItem(t *testing.T) {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n", Executors: 2}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}})) // not concurrent
+	must(t, e.HoldBuilds(""))
+	_, err := e.Trigger("job", map[string]string{"ZUUL_UUID": "native"}, 0)
+	must(t, err)
+	eventually(t, 5*time.Second, "native build", func() bool { return len(e.RunningBuilds()) == 1 })
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 2)
+
+	_, err = e.InjectFault("POST .*/buildWithParameters$", jenkinstest.Fault{LoseReply: true, Times: 1})
+	must(t, err)
+	j := rig.submit(protocol.SubmitJob, "build:job", "u2", map[string]string{"ZUUL_UUID": "u2"})
+	eventually(t, 10*time.Second, "the lookup of the queue", func() bool { return e.CountRequests("^GET /job/job/api/json$") > 0 })
+	if items := e.QueueItems(); len(items) != 1 {
+		t.Fatalf("queue %v, want the bridge's item waiting", items)
+	}
+	e.StopHolding()
+	_, err = e.Release("")
+	must(t, err)
+	if res := j.wait(20 * time.Second); res.final != protocol.WorkComplete || res.data["result"] != "SUCCESS" || res.data["number"] != 2.0 {
+		t.Fatalf("after a lost answer: %v %v %s", res.packets, res.data, res.reason)
+	}
+	if builds := e.Builds("job"); len(builds) != 2 || builds[1].Params["ZUUL_UUID"] != "u2" {
+		t.Fatalf("Jenkins built %v, want the native build and one of u2", builds)
+	}
+}
