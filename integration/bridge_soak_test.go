@@ -48,7 +48,7 @@ func TestBridge_SoakUnderRandomFaults(t *testing.T) {
 	// Faults come and go for the length of the soak.
 	const soak = 8 * time.Second
 	patterns := []string{".", "^POST ", "^GET /queue/item/", "^GET /job/soak/[0-9]+/api/json", "^GET /computer/api/json"}
-	faults := []jenkinstest.Fault{{Status: 500}, {Status: 503}, {Delay: time.Hour}, {Reset: true}}
+	faults := []jenkinstest.Fault{{Status: 500}, {Status: 503}, {Delay: time.Hour}, {Reset: true}, {LoseReply: true}}
 	stop := make(chan struct{})
 	var chaos sync.WaitGroup
 	chaos.Add(1)
