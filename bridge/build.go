@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -201,8 +202,23 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	bo := backoff{max: 2 * time.Second}
 	for attempt := 0; ; attempt++ {
 		resp, err = r.m.jc.post(ctx, r.proj.path+action, query, form)
-		// Only retry what Jenkins refused outright with a 5xx: after a lost
-		// connection we cannot know whether the build was queued.
+		if err != nil && mayHaveQueued(err) && ctx.Err() == nil {
+			// Jenkins may have queued the build without our hearing of
+			// it: failing the job (Zuul runs it again) or posting again
+			// would build it twice.
+			ref, ok, ferr := r.findLostTrigger(ctx, sent)
+			if ok {
+				r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
+				r.m.metrics.triggers.Inc()
+				r.follows(ref)
+				return nil
+			}
+			if ferr != nil {
+				err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
+			}
+		}
+		// Only retry what was refused with a 5xx: after a lost connection
+		// that the lookup could not settle, the build may be queued.
 		if err == nil || statusOf(err) < 500 || attempt == 3 {
 			break
 		}
@@ -211,19 +227,6 @@ func (r *buildRun) trigger(ctx context.Context) error {
 		}
 	}
 	r.m.metrics.triggers.Inc()
-	if err != nil && statusOf(err) == 0 && ctx.Err() == nil {
-		// No answer: Jenkins may have queued the build all the same. If
-		// it did, failing the job would have Zuul run it again, and the
-		// build would run twice.
-		found, ferr := r.findLostTrigger(ctx, sent)
-		if found {
-			r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", r.ref.QueueID, "build", r.ref.URL, "err", err)
-			return nil
-		}
-		if ferr != nil {
-			err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
-		}
-	}
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
 			return failf("project %s is not buildable (disabled?)", r.proj.fullName)
@@ -237,47 +240,75 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if resp.StatusCode == http.StatusSeeOther {
 		r.w.log.Warn("Jenkins merged this build into an identical queued one; both jobs will report the same build", "project", r.proj.fullName, "queue_item", id)
 	}
-	r.ref = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id}
-	r.m.saveRef(r.refKey, r.ref)
+	r.follows(buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id})
 	return nil
+}
+
+// follows records the build this job follows, for a restart to re-attach.
+func (r *buildRun) follows(ref buildRef) {
+	r.ref = ref
+	r.m.saveRef(r.refKey, r.ref)
+}
+
+// mayHaveQueued reports whether a trigger that failed with err may still
+// have reached Jenkins: the connection failed after it was made, or a
+// proxy gave up waiting for Jenkins (502, 504).
+func mayHaveQueued(err error) bool {
+	switch statusOf(err) {
+	case 0:
+		var oe *net.OpError
+		return !(errors.As(err, &oe) && oe.Op == "dial")
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // lostTriggerLookups is how often findLostTrigger asks Jenkins before it
 // gives up: the failure that lost the answer may last a moment.
 const lostTriggerLookups = 4
 
-// findLostTrigger looks for the build that a trigger request whose answer
-// was lost may have queued: an item of the project in the queue, or one of
-// its latest builds, whose parameters include every one the job sent. It
-// follows that build (setting r.ref) only when exactly one matches: without
-// parameters, or with two matches, nothing tells this job's build apart.
-func (r *buildRun) findLostTrigger(ctx context.Context, sent map[string]string) (bool, error) {
-	if len(sent) == 0 {
-		return false, nil
+// findLostTrigger looks for the build that a trigger whose answer was lost
+// may have queued. Only a job whose Gearman unique ID is also one of its
+// parameters (Zuul sends it as ZUUL_UUID) can be told apart from other
+// builds: for one, a queue item or one of the project's last 20 builds
+// whose parameters include every one the job sent is its build, provided
+// exactly one matches.
+func (r *buildRun) findLostTrigger(ctx context.Context, sent map[string]string) (buildRef, bool, error) {
+	if !carriesUnique(sent, r.job.unique) {
+		return buildRef{}, false, nil
 	}
 	bo := backoff{max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
-		matches, err := r.triggeredBuilds(ctx, sent)
+		ref, n, err := r.triggeredBuild(ctx, sent)
 		if err == nil {
-			if len(matches) != 1 {
-				return false, nil
-			}
-			r.ref = matches[0]
-			r.m.saveRef(r.refKey, r.ref)
-			return true, nil
+			return ref, n == 1, nil
 		}
 		if !isTransient(err) || attempt == lostTriggerLookups {
-			return false, err
+			return buildRef{}, false, err
 		}
 		if sleepCtx(ctx, bo.next()) != nil {
-			return false, ctx.Err()
+			return buildRef{}, false, ctx.Err()
 		}
 	}
 }
 
-// triggeredBuilds lists the project's queue items and latest builds whose
-// parameters include sent, one entry per queue item.
-func (r *buildRun) triggeredBuilds(ctx context.Context, sent map[string]string) ([]buildRef, error) {
+// carriesUnique reports whether the unique ID is the value of a parameter.
+func carriesUnique(params map[string]string, unique string) bool {
+	if unique == "" {
+		return false
+	}
+	for _, v := range params {
+		if v == unique {
+			return true
+		}
+	}
+	return false
+}
+
+// triggeredBuild counts the project's queue items and latest builds whose
+// parameters include sent (one per queue item) and returns one of them.
+func (r *buildRun) triggeredBuild(ctx context.Context, sent map[string]string) (ref buildRef, n int, err error) {
 	// The queue first: an item that starts between the two requests then
 	// shows in both, and not in neither.
 	var queue struct {
@@ -290,9 +321,10 @@ func (r *buildRun) triggeredBuilds(ctx context.Context, sent map[string]string) 
 		} `json:"items"`
 	}
 	if err := r.m.jc.getJSON(ctx, "queue/", "items[id,task[url],actions[parameters[name,value]]]", &queue); err != nil {
-		return nil, err
+		return ref, 0, err
 	}
 	var project struct {
+		URL    string `json:"url"`
 		Builds []struct {
 			Number  int              `json:"number"`
 			URL     string           `json:"url"`
@@ -300,25 +332,24 @@ func (r *buildRun) triggeredBuilds(ctx context.Context, sent map[string]string) 
 			Actions []parametersJSON `json:"actions"`
 		} `json:"builds"`
 	}
-	if err := r.m.jc.getJSON(ctx, r.proj.path, "builds[number,url,queueId,actions[parameters[name,value]]]{0,20}", &project); err != nil {
-		return nil, err
+	if err := r.m.jc.getJSON(ctx, r.proj.path, "url,builds[number,url,queueId,actions[parameters[name,value]]]{0,20}", &project); err != nil {
+		return ref, 0, err
 	}
-	byItem := map[int64]buildRef{}
-	for _, it := range queue.Items {
-		if strings.HasSuffix(it.Task.URL, "/"+r.proj.path) && hasParameters(it.Actions, sent) {
-			byItem[it.ID] = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: it.ID}
-		}
-	}
+	items := map[int64]bool{}
+	ref = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName}
 	for _, b := range project.Builds {
 		if b.QueueID != 0 && hasParameters(b.Actions, sent) {
-			byItem[b.QueueID] = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: b.QueueID, Number: b.Number, URL: b.URL}
+			items[b.QueueID] = true
+			ref.QueueID, ref.Number, ref.URL = b.QueueID, b.Number, b.URL
 		}
 	}
-	refs := make([]buildRef, 0, len(byItem))
-	for _, ref := range byItem {
-		refs = append(refs, ref)
+	for _, it := range queue.Items {
+		if it.Task.URL == project.URL && hasParameters(it.Actions, sent) && !items[it.ID] {
+			items[it.ID] = true
+			ref.QueueID, ref.Number, ref.URL = it.ID, 0, ""
+		}
 	}
-	return refs, nil
+	return ref, len(items), nil
 }
 
 // parametersJSON is one entry of a queue item's or a build's actions; only

@@ -3,6 +3,8 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"net"
+	"syscall"
 	"testing"
 )
 
@@ -74,6 +76,26 @@ func TestHasParameters(t *testing.T) {
 	} {
 		if got := hasParameters(actions, c.want); got != c.ok {
 			t.Errorf("hasParameters(%v) = %v, want %v", c.want, got, c.ok)
+		}
+	}
+}
+
+// After these failures a trigger may have reached Jenkins, so the bridge
+// looks for its build before it fails the job or posts again.
+func TestMayHaveQueued(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, false},
+		{&httpError{Status: 502}, true},
+		{&httpError{Status: 504}, true},
+		{&httpError{Status: 503}, false},
+		{&httpError{Status: 500}, false},
+	} {
+		if got := mayHaveQueued(c.err); got != c.want {
+			t.Errorf("mayHaveQueued(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

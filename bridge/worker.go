@@ -249,6 +249,7 @@ func (w *worker) unsolicited(p *protocol.Packet, wantGrab *bool) error {
 
 type assignment struct {
 	handle, function string
+	unique           string // "" when the client gave none
 	payload          []byte
 }
 
@@ -263,7 +264,7 @@ func (w *worker) awaitAssignment(ctx context.Context, conn *gearConn, wantGrab *
 		case protocol.NoJob:
 			return nil, nil
 		case protocol.JobAssignUniq:
-			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), payload: p.Args[3]}, nil
+			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), unique: string(p.Args[2]), payload: p.Args[3]}, nil
 		case protocol.JobAssign:
 			return &assignment{handle: string(p.Args[0]), function: string(p.Args[1]), payload: p.Args[2]}, nil
 		default:

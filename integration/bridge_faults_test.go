@@ -241,11 +241,20 @@ func TestBridge_LostTriggerAnswerFollowsTheQueuedBuild(t *testing.T) {
 		t.Fatalf("Jenkins built %v, want one build of u1", builds)
 	}
 
-	// Without parameters nothing tells this job's build from another one,
-	// so the job fails as before (and Zuul runs it again).
+	// Where nothing tells this job's build from another one, the job fails
+	// as before (and Zuul runs it again): without parameters, without its
+	// unique ID among them, or with two builds that match.
 	_, err = e.InjectFault("POST .*/build$", jenkinstest.Fault{LoseReply: true, Times: 1})
 	must(t, err)
 	expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:plain", "", nil).wait(20*time.Second), "could not trigger")
+	_, err = e.InjectFault("POST .*/buildWithParameters$", jenkinstest.Fault{LoseReply: true, Times: 1})
+	must(t, err)
+	expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:job", "", map[string]string{"ZUUL_UUID": "u2"}).wait(20*time.Second), "could not trigger")
+	_, err = e.InjectFault("POST .*/buildWithParameters$", jenkinstest.Fault{LoseReply: true, Times: 1})
+	must(t, err)
+	expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:job", "u1", map[string]string{"ZUUL_UUID": "u1"}).wait(20*time.Second), "could not trigger")
+	// Each lost answer's build runs all the same.
+	eventually(t, 10*time.Second, "3 builds of job", func() bool { return len(e.Builds("job")) == 3 })
 }
 
 // The same when the build is still waiting in Jenkins' queue at the time
