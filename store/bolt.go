@@ -6,6 +6,7 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -149,11 +150,34 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	if err := precheck(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// A damaged file can make bbolt fault on its memory map.
-	err = safely(func() error {
-		db, err = bolt.Open(path, 0o600, opts)
-		return err
-	})
+	for attempt := 1; ; attempt++ {
+		var f *os.File
+		o := *opts
+		o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			var err error
+			f, err = os.OpenFile(name, flag, perm)
+			return f, err
+		}
+		// A damaged file can make bbolt fault on its memory map.
+		err = safely(func() error {
+			db, err = bolt.Open(path, 0o600, &o)
+			return err
+		})
+		if err != nil {
+			break
+		}
+		same, serr := stillNamed(path, f)
+		if same {
+			break
+		}
+		// While this open waited for the lock, the file was replaced (by
+		// gearbridge compact, say): the lock is on a file that is gone.
+		db.Close()
+		if serr != nil || attempt == maxOpenAttempts {
+			err = fmt.Errorf("the file changed while it was being opened: %v", cmp.Or(serr, errors.New("replaced again and again")))
+			break
+		}
+	}
 	switch {
 	case err == nil:
 		return db, nil
@@ -164,6 +188,22 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 		return nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
 	}
 	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// maxOpenAttempts bounds the opens of a file that keeps being replaced.
+const maxOpenAttempts = 3
+
+// stillNamed reports whether path still names the open file f.
+func stillNamed(path string, f *os.File) (bool, error) {
+	open, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	named, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(open, named), nil
 }
 
 // safely runs fn, turning a panic or memory fault inside bbolt (a damaged
