@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,7 +28,8 @@ func Compact(path string, timeout time.Duration) (before, after Info, err error)
 		timeout = openTimeout
 	}
 	// The shared lock of the read-only open is held until the copy is in
-	// place, so that no server starts on the file meanwhile.
+	// place: a server that starts meanwhile waits for it, and then finds
+	// the copy in place and opens that (openBolt).
 	src, before, err := openChecked(path, timeout)
 	if err != nil {
 		return before, after, err
@@ -57,8 +59,28 @@ func Compact(path string, timeout time.Duration) (before, after Info, err error)
 	if after != want {
 		return before, after, fmt.Errorf("compact store %s: the copy differs: %+v, the file: %+v", path, after, before)
 	}
+	if err := sameOwnerAndMode(tmpName, path); err != nil {
+		return before, after, fmt.Errorf("compact store %s: %w", path, err)
+	}
 	if err := os.Rename(tmpName, path); err != nil {
 		return before, after, fmt.Errorf("compact store %s: %w", path, err)
 	}
 	return before, after, SyncDir(filepath.Dir(path))
+}
+
+// sameOwnerAndMode gives the copy the file's permissions and, where it may
+// (root), its owner: after `sudo gearbridge compact` the server, running
+// as its own user, must still be able to open the file.
+func sameOwnerAndMode(copyName, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(copyName, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		return os.Chown(copyName, int(st.Uid), int(st.Gid))
+	}
+	return nil
 }
