@@ -267,13 +267,8 @@ func (l *eventLoop) accept() {
 // a descriptor is free.
 func (l *eventLoop) pauseAccept(cause error) {
 	l.acceptBackoff = min(max(2*l.acceptBackoff, 5*time.Millisecond), time.Second)
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.lfd, nil); err != nil {
-		// Still watched: sleep as the goroutine transport would rather
-		// than spin on a listener that stays readable.
-		l.s.log.Warn("accept failed; retrying", "err", cause, "backoff", l.acceptBackoff)
-		time.Sleep(l.acceptBackoff)
-		return
-	}
+	// It cannot fail: the listener is in the set whenever accept runs.
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.lfd, nil)
 	l.acceptPaused = true
 	l.acceptResume = time.Now().Add(l.acceptBackoff)
 	l.s.log.Warn("accept failed; not accepting for a while", "err", cause, "backoff", l.acceptBackoff)
