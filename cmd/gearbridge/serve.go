@@ -77,7 +77,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.grabHold, "grab-hold", 10*time.Millisecond, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand)")
 	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
 	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "under load, how long an event loop polls for the next request before it sleeps (0: never)")
-	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from one epoll loop (Linux) instead of goroutines per connection")
+	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from epoll event loops (Linux; see --event-loops) instead of goroutines per connection")
 	var ignoredInt int
 	var ignoredString string
 	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
@@ -111,6 +111,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		return nil, usageError{fmt.Errorf("--busy-poll must not be negative")}
 	case f.eventLoops < 1:
 		return nil, usageError{fmt.Errorf("--event-loops must be at least 1")}
+	case f.eventLoops > 1 && !f.eventLoop:
+		return nil, usageError{fmt.Errorf("--event-loops needs the event loop (--event-loop, on Linux)")}
 	case f.maxConnections < 0:
 		return nil, usageError{fmt.Errorf("--max-connections must not be negative")}
 	}

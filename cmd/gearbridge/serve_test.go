@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
@@ -14,7 +15,8 @@ func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.port != 4799 || f.listen != "127.0.0.1" || f.jobRetries != 3 || f.verbose != "DEBUG" || f.pidFile != "/tmp/pid" {
+	if f.port != 4799 || f.listen != "127.0.0.1" || f.jobRetries != 3 || f.verbose != "DEBUG" || f.pidFile != "/tmp/pid" ||
+		f.grabHold != 250*time.Millisecond {
 		t.Fatalf("%+v", f)
 	}
 	if f.durability != "sync" || f.db != "./gearbridge.db" || f.http != "127.0.0.1:4731" {
@@ -34,6 +36,7 @@ func TestServeFlagsRejectNonsense(t *testing.T) {
 		{"--grab-hold", "-1ms"},
 		{"--busy-poll", "-1us"},
 		{"--event-loops", "0"},
+		{"--event-loops", "2", "--event-loop=false"},
 		{"--max-connections", "-5"},
 		{"extra-arg"},
 		{"--no-such-flag"},
