@@ -252,11 +252,12 @@ func TestWorkFailAfterOwnExceptionIsTakenSilently(t *testing.T) {
 	if got := c.recv(protocol.WorkFail); got[0] != h {
 		t.Fatalf("fail %q", got)
 	}
-	c.expectNothing() // one WORK_FAIL for the client, not two
 	w.send(protocol.EchoReq, "after")
 	if got := w.recv(protocol.EchoRes); got[0] != "after" { // no ERROR before it
 		t.Fatalf("echo %q", got)
 	}
+	// One WORK_FAIL for the client, not two: w's echo shows both were handled.
+	c.expectNothing()
 	w.send(protocol.WorkFail, h) // a second one is an error again
 	if got := w.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
 		t.Fatalf("got %q", got)
@@ -271,7 +272,8 @@ func TestWorkFailAfterOwnExceptionIsTakenSilently(t *testing.T) {
 // A queue that drains from a large peak rebuilds its job maps; the jobs
 // still queued stay known by handle and by unique ID.
 func TestDrainedPeakKeepsTheJobsLeft(t *testing.T) {
-	defer func(old int) { shrinkPeak = old }(shrinkPeak)
+	old := shrinkPeak
+	t.Cleanup(func() { shrinkPeak = old }) // after the server's own cleanup
 	shrinkPeak = 64
 	s, addr := startServer(t, Config{})
 	c := dial(t, addr)
@@ -619,10 +621,17 @@ func TestHeldGrabTakesTheNextJobDirectly(t *testing.T) {
 	w.send(protocol.EchoReq, "e")
 	w.recv(protocol.NoJob)
 	w.recv(protocol.EchoRes)
+	// Without functions there is nothing to wait for.
+	idle := dial(t, addr)
+	idle.send(protocol.GrabJob)
+	idle.recv(protocol.NoJob)
 }
 
+// The hold ends on the timer's clock, whatever the scheduler's clock (here
+// frozen) says.
 func TestHeldGrabIsAnsweredWhenTheHoldEnds(t *testing.T) {
-	_, addr := startServer(t, Config{GrabHold: 20 * time.Millisecond})
+	frozen := time.Unix(1_000_000, 0)
+	_, addr := startServer(t, Config{GrabHold: 20 * time.Millisecond, Now: func() time.Time { return frozen }})
 	w := worker(t, addr, "f")
 	start := time.Now()
 	w.send(protocol.GrabJobUniq)
@@ -630,19 +639,6 @@ func TestHeldGrabIsAnsweredWhenTheHoldEnds(t *testing.T) {
 	if waited := time.Since(start); waited < 20*time.Millisecond {
 		t.Fatalf("NO_JOB after %v, before the hold ended", waited)
 	}
-	// Without functions there is nothing to wait for.
-	idle := dial(t, addr)
-	idle.send(protocol.GrabJob)
-	idle.recv(protocol.NoJob)
-}
-
-// The hold ends on the timer's clock, whatever the scheduler's clock says.
-func TestHeldGrabEndsWithAFrozenClock(t *testing.T) {
-	frozen := time.Unix(1_000_000, 0)
-	_, addr := startServer(t, Config{GrabHold: 10 * time.Millisecond, Now: func() time.Time { return frozen }})
-	w := worker(t, addr, "f")
-	w.send(protocol.GrabJob)
-	w.recv(protocol.NoJob)
 }
 
 // A worker may hold many jobs at once; its results are matched to the jobs
