@@ -19,14 +19,18 @@ import (
 // job ends (with its result, or a WORK_EXCEPTION saying why it could not
 // run), more than half succeed, none is left queued or running once the
 // faults stop, and no job starts two builds. It runs with GB_SOAK=1 (make soak), since its faults
-// are random; GB_SOAK_SEED replays one run's faults.
+// are random; GB_SOAK_SEED replays one run's choice of faults (not their
+// timing).
 func TestBridge_SoakUnderRandomFaults(t *testing.T) {
 	if os.Getenv("GB_SOAK") == "" {
 		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("GB_SOAK_SEED: %v", err)
+		}
 	}
 	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -22,14 +23,18 @@ import (
 // Whatever happens, every background job ends, every client that waits hears
 // exactly one end for its job with the right result, no worker is handed a
 // function it no longer does, and nothing is left queued or running. It runs
-// with GB_SOAK=1 (make soak); GB_SOAK_SEED replays one run's choices.
+// with GB_SOAK=1 (make soak); GB_SOAK_SEED replays one run's random
+// choices (each goroutine's, not their interleaving).
 func TestSoakScheduler(t *testing.T) {
 	if os.Getenv("GB_SOAK") == "" {
 		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("GB_SOAK_SEED: %v", err)
+		}
 	}
 	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
 	s, addr := startServer(t, Config{GrabHold: 10 * time.Millisecond})
@@ -40,10 +45,11 @@ func TestSoakScheduler(t *testing.T) {
 		clients = 4
 	)
 	var (
-		stop     atomic.Bool
-		bgEnded  sync.Map // background job ID -> true once a worker ended it
-		bgCount  atomic.Int64
-		problems = make(chan string, 100)
+		stop        atomic.Bool // clients stop submitting
+		clientsDone atomic.Bool // and have all returned: workers may leave
+		bgEnded     sync.Map    // background job ID -> true once a worker ended it
+		bgCount     atomic.Int64
+		problems    = make(chan string, 100)
 	)
 	report := func(format string, args ...any) {
 		select {
@@ -52,22 +58,22 @@ func TestSoakScheduler(t *testing.T) {
 		}
 	}
 
-	var wg sync.WaitGroup
+	var workersWG, clientsWG sync.WaitGroup
 	for i := range workers {
-		wg.Add(1)
+		workersWG.Add(1)
 		go func() {
-			defer wg.Done()
+			defer workersWG.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
-			for !stop.Load() || !drained(s) {
-				soakWorker(addr, rng, &stop, &bgEnded, report)
+			for !clientsDone.Load() || !drained(s) {
+				soakWorker(addr, rng, &clientsDone, &bgEnded, report)
 			}
 		}()
 	}
 	var fgWaited, fgEnded atomic.Int64
 	for i := range clients {
-		wg.Add(1)
+		clientsWG.Add(1)
 		go func() {
-			defer wg.Done()
+			defer clientsWG.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(100+i)))
 			for n := 0; !stop.Load(); n++ {
 				soakClient(addr, rng, fmt.Sprintf("c%d-%d", i, n), &bgCount, &fgWaited, &fgEnded, report)
@@ -76,7 +82,9 @@ func TestSoakScheduler(t *testing.T) {
 	}
 	time.Sleep(soak) // the length of the soak, not a wait for readiness
 	stop.Store(true)
-	wg.Wait()
+	clientsWG.Wait() // a client may submit once more after stop: its job must still run
+	clientsDone.Store(true)
+	workersWG.Wait()
 	close(problems)
 	for p := range problems {
 		t.Error(p)
@@ -265,8 +273,8 @@ func soakWorker(addr string, rng *rand.Rand, stop *atomic.Bool, bgEnded *sync.Ma
 }
 
 func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // soakClient submits one job and, for a foreground job, usually waits for
