@@ -198,7 +198,7 @@ func TestBridge_GivesUpAfterMaxOutage(t *testing.T) {
 func TestBridge_MaxOutageStartsAgainAfterAnAnswer(t *testing.T) {
 	e := oneNodeJenkins(t)
 	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 2s\n"})
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 3s\n"})
 	rig.waitRegistered("build:job", 1)
 	removeQueue, err := e.InjectFault("^GET /queue/item/", jenkinstest.Fault{Status: 503})
 	must(t, err)
@@ -206,12 +206,12 @@ func TestBridge_MaxOutageStartsAgainAfterAnAnswer(t *testing.T) {
 	must(t, err)
 	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
 
-	// Each outage lasts 1.2s, under max_outage; both together last longer.
+	// Each outage lasts 1.8s, well under max_outage; both together last longer.
 	eventually(t, 10*time.Second, "a failed queue read", func() bool { return e.CountRequests("^GET /queue/item/") > 0 })
-	time.Sleep(1200 * time.Millisecond) // the first outage
+	time.Sleep(1800 * time.Millisecond) // the first outage
 	removeQueue()
 	eventually(t, 10*time.Second, "a failed build read", func() bool { return e.CountRequests("^GET /job/job/1/api/json") > 0 })
-	time.Sleep(1200 * time.Millisecond) // the second outage
+	time.Sleep(1800 * time.Millisecond) // the second outage
 	removeBuild()
 	e.Release("")
 	if res := j.wait(15 * time.Second); res.data["result"] != "SUCCESS" {
