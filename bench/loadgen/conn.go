@@ -41,16 +41,16 @@ func (c *conn) send(typ protocol.Type, args ...[]byte) error {
 
 func (c *conn) flush() error { return c.w.Flush() }
 
-// read returns the next packet; a server that stalls for timeout fails
-// the run instead of hanging it.
-func (c *conn) read(timeout time.Duration) (*protocol.Packet, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+// read returns the next packet; a server that stalls for replyTimeout
+// fails the run instead of hanging it.
+func (c *conn) read() (*protocol.Packet, error) {
+	c.nc.SetReadDeadline(time.Now().Add(replyTimeout))
 	return c.r.ReadPacket()
 }
 
 // expect reads the next packet and fails unless it has type typ.
-func (c *conn) expect(typ protocol.Type, timeout time.Duration) (*protocol.Packet, error) {
-	p, err := c.read(timeout)
+func (c *conn) expect(typ protocol.Type) (*protocol.Packet, error) {
+	p, err := c.read()
 	if err != nil {
 		return nil, err
 	}

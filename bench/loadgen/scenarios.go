@@ -65,7 +65,7 @@ func submitBg(cfg *config) (result, error) {
 					ferr.set(err)
 					return
 				}
-				if _, err := c.expect(protocol.JobCreated, replyTimeout); err != nil {
+				if _, err := c.expect(protocol.JobCreated); err != nil {
 					ferr.set(err)
 					return
 				}
@@ -125,7 +125,7 @@ func pipeline(conns []*conn, fn, prefix string, jobs, payloadSize, window int, d
 		go func() { // reader
 			defer wg.Done()
 			for {
-				p, err := c.read(replyTimeout)
+				p, err := c.read()
 				if err != nil {
 					ferr.set(err)
 					return
