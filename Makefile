@@ -35,8 +35,8 @@ lint:
 # (server/soak_test.go), and the bridge under random Jenkins faults
 # (integration/bridge_soak_test.go).
 soak:
-	GB_SOAK=1 $(GO) test -race -count=5 -run TestSoakScheduler -v ./server
-	GB_SOAK=1 GB_TEST_EVENT_LOOP=1 $(GO) test -race -count=5 -run TestSoakScheduler -v ./server
+	GB_SOAK=1 $(GO) test -race -count=5 -run 'TestSoakScheduler|TestSoakSilentWorkers' -v ./server
+	GB_SOAK=1 GB_TEST_EVENT_LOOP=1 $(GO) test -race -count=5 -run 'TestSoakScheduler|TestSoakSilentWorkers' -v ./server
 	GB_SOAK=1 $(GO) test -race -count=5 -run TestBridge_SoakUnderRandomFaults -v ./integration
 
 fuzz:

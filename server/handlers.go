@@ -74,6 +74,7 @@ func (s *Server) persist(j *job) {
 // dispatch handles a binary request with s.mu held. It returns a job that
 // must be handed to the store once the lock is released.
 func (s *Server) dispatch(c *session, p *protocol.Packet) *job {
+	c.heard++
 	if c.held != 0 {
 		// Replies keep request order: the held GRAB is answered first.
 		s.releaseHold(c)
@@ -358,6 +359,10 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 		return
 	}
 	if j == nil {
+		if _, ok := c.takenBack[string(handle)]; ok {
+			s.dropLateResult(c, p.Type, string(handle))
+			return
+		}
 		text := errWorkNotFound
 		switch p.Type {
 		case protocol.WorkData, protocol.WorkWarning:
@@ -406,6 +411,21 @@ func (s *Server) workResult(c *session, p *protocol.Packet) {
 		c.excepted = string(handle)
 		s.finish(j)
 	}
+}
+
+// dropLateResult takes a WORK_* packet for a job that was taken back from
+// worker c (see takeBack) without an answer. The job runs elsewhere, or
+// will; the worker hears nothing, as it would had its result been in time.
+func (s *Server) dropLateResult(c *session, typ protocol.Type, handle string) {
+	switch typ {
+	case protocol.WorkComplete, protocol.WorkFail:
+		delete(c.takenBack, handle)
+	case protocol.WorkException:
+		delete(c.takenBack, handle)
+		c.excepted = handle // Perl's WORK_FAIL that follows is dropped too
+	}
+	s.metrics.lateResults.Inc()
+	s.log.Debug("dropping a late packet for a job taken back from its worker", "type", typ.String(), "handle", handle, "conn", c.id)
 }
 
 func (s *Server) getStatus(c *session, handle []byte) {

@@ -13,20 +13,22 @@ import (
 // metrics are the server's Prometheus metrics. Counters on the hot path
 // are resolved once, so counting a packet is one atomic add.
 type metrics struct {
-	registry         *prometheus.Registry
-	packets          [protocol.MaxType + 1]prometheus.Counter
-	adminCommands    prometheus.Counter
-	connections      prometheus.Gauge
-	refused          prometheus.Counter
-	submitted        prometheus.Counter
-	coalesced        prometheus.Counter
-	completed        prometheus.Counter
-	failed           prometheus.Counter
-	cancelled        prometheus.Counter
-	retriesExhausted prometheus.Counter
-	storeErrors      prometheus.Counter
-	noops            prometheus.Counter
-	latency          prometheus.Histogram
+	registry              *prometheus.Registry
+	packets               [protocol.MaxType + 1]prometheus.Counter
+	adminCommands         prometheus.Counter
+	connections           prometheus.Gauge
+	refused               prometheus.Counter
+	submitted             prometheus.Counter
+	coalesced             prometheus.Counter
+	completed             prometheus.Counter
+	failed                prometheus.Counter
+	cancelled             prometheus.Counter
+	retriesExhausted      prometheus.Counter
+	storeErrors           prometheus.Counter
+	noops                 prometheus.Counter
+	lateResults           prometheus.Counter
+	unansweredAssignments prometheus.Counter
+	latency               prometheus.Histogram
 }
 
 func newMetrics(s *Server) *metrics {
@@ -51,6 +53,8 @@ func newMetrics(s *Server) *metrics {
 	m.retriesExhausted = counter("gearbridge_jobs_retries_exhausted_total", "Jobs dropped after --job-retries hand-outs.")
 	m.storeErrors = counter("gearbridge_store_errors_total", "Submits refused because the store could not commit them.")
 	m.noops = counter("gearbridge_noops_sent_total", "NOOP wake-ups sent to sleeping workers.")
+	m.lateResults = counter("gearbridge_late_work_packets_dropped_total", "WORK_* packets dropped silently because their job had been taken back from the worker (CAN_DO_TIMEOUT, an unanswered held assignment).")
+	m.unansweredAssignments = counter("gearbridge_unanswered_assignments_total", "Jobs offered again because the worker that got them through a held GRAB sent nothing within the re-wake period.")
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gearbridge_job_duration_seconds",
 		Help:    "Time from submit to WORK_COMPLETE.",
@@ -58,7 +62,7 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.registry.MustRegister(packets, m.adminCommands, m.connections, m.refused, m.submitted,
 		m.coalesced, m.completed, m.failed, m.cancelled, m.retriesExhausted, m.storeErrors,
-		m.noops, m.latency, stateCollector{s})
+		m.noops, m.lateResults, m.unansweredAssignments, m.latency, stateCollector{s})
 	return m
 }
 

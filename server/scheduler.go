@@ -68,6 +68,7 @@ func (s *Server) assignHeld(j *job) bool {
 			s.setHeld(w, 0)
 			s.assign(w, j)
 			s.sendAssignment(w, j, typ)
+			s.expectWordFrom(w, j)
 			return true
 		}
 	}
@@ -109,12 +110,16 @@ func (s *Server) wake(w *session) {
 const wakeGrace = 500 * time.Millisecond
 
 // rewake wakes more sleepers for functions whose queued jobs outnumber the
-// workers woken within the grace period.
+// workers woken within the grace period. While any such woken worker is
+// still within its grace, it checks again when that grace ends: a worker
+// woken twice in a row, the second time shortly before this check, must
+// not keep the job from the others once it turns out to be silent.
 func (s *Server) rewake() {
 	s.mu.Lock()
 	defer s.unlock()
 	s.rewakeTimer = nil
 	now := s.cfg.Now()
+	var again time.Duration // until the soonest fresh wake goes stale
 	for _, f := range s.functions {
 		ready := f.ready()
 		if ready == 0 {
@@ -122,8 +127,14 @@ func (s *Server) rewake() {
 		}
 		fresh := 0
 		for _, w := range f.workers {
-			if w.noopSent && now.Sub(w.wokeAt) < wakeGrace {
+			if !w.noopSent {
+				continue
+			}
+			if age := now.Sub(w.wokeAt); age < wakeGrace {
 				fresh++
+				if left := wakeGrace - age; again == 0 || left < again {
+					again = left
+				}
 			}
 		}
 		for ; fresh < ready; fresh++ {
@@ -131,6 +142,9 @@ func (s *Server) rewake() {
 				break
 			}
 		}
+	}
+	if again > 0 && s.rewakeTimer == nil {
+		s.rewakeTimer = timeAfterFunc(again, s.rewake)
 	}
 }
 
@@ -191,8 +205,53 @@ func (s *Server) workerTimedOut(j *job, assignment uint64) {
 		return
 	}
 	s.log.Warn("worker timeout reached on job; requeueing", "handle", j.Handle, "function", j.fn.name, "conn", j.worker.id)
+	s.takeBack(j)
+}
+
+// expectWordFrom watches a job handed to w's held GRAB. w asked for work
+// before the job existed, and a worker can die or hang with its socket
+// open, so nothing yet shows that w will ever read the JOB_ASSIGN. If w
+// sends no packet at all within wakeGrace, it is taken for gone and the
+// job is offered to the other workers; any packet keeps the job with w.
+func (s *Server) expectWordFrom(w *session, j *job) {
+	heard, assignment := w.heard, j.assignment
+	timeAfterFunc(wakeGrace, func() {
+		s.mu.Lock()
+		defer s.unlock()
+		if j.state != stateRunning || j.assignment != assignment || j.worker != w || w.heard != heard {
+			return
+		}
+		s.log.Warn("worker sent nothing after a job was assigned to its held GRAB; offering the job to other workers",
+			"handle", j.Handle, "function", j.fn.name, "conn", w.id)
+		s.metrics.unansweredAssignments.Inc()
+		// The hand-out never reached a live worker: it does not count
+		// against --job-retries.
+		j.Attempts--
+		s.store.SetAttempts(j.ID, j.Attempts)
+		s.takeBack(j)
+	})
+}
+
+// takeBack requeues a running job that its worker still holds as far as
+// the worker knows, and remembers the handle, so that the worker's late
+// WORK_* packets for it are dropped instead of answered with ERROR.
+func (s *Server) takeBack(j *job) {
+	w := j.worker
+	if w.takenBack == nil {
+		w.takenBack = make(map[string]struct{})
+	}
+	if len(w.takenBack) >= maxTakenBack {
+		for h := range w.takenBack { // forget an arbitrary old one
+			delete(w.takenBack, h)
+			break
+		}
+	}
+	w.takenBack[j.Handle] = struct{}{}
 	s.requeue(j)
 }
+
+// maxTakenBack bounds the handles remembered per worker connection.
+const maxTakenBack = 1024
 
 // requeue takes a running job back from its worker: to the tail of its
 // queue, or, when it has used up its tries, failed for its listeners.

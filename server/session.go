@@ -35,6 +35,14 @@ type session struct {
 	// job, and dies on gearmand's ERROR for it; that one WORK_FAIL is taken
 	// silently.
 	excepted string
+	// takenBack: jobs taken back from this worker while it may still be
+	// working on them (CAN_DO_TIMEOUT, a held assignment it never
+	// answered). Its late WORK_* packets for them are dropped silently:
+	// gearmand answers ERROR, on which Perl's Gearman::Worker dies.
+	takenBack map[string]struct{}
+	// heard counts the binary packets received: any packet after a
+	// JOB_ASSIGN shows the worker is alive (see expectWordFrom).
+	heard    uint64
 	running  map[*job]struct{}
 	attached map[*job]struct{} // jobs this session listens to
 	replies  []*outEntry       // ordered replies behind a pending commit

@@ -74,7 +74,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
 	fs.StringVar(&f.config, "config", "", "YAML file naming the Jenkins masters to bridge (see README)")
-	fs.DurationVar(&f.grabHold, "grab-hold", 10*time.Millisecond, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand)")
+	fs.DurationVar(&f.grabHold, "grab-hold", 0, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand; see README before turning it on)")
 	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
 	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "under load, how long an event loop polls for the next request before it sleeps (0: never)")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from epoll event loops (Linux; see --event-loops) instead of goroutines per connection")
