@@ -85,6 +85,21 @@ func NewResponseReader(r io.Reader, maxPacket uint32) *Reader {
 // waiting, so a caller can batch the replies to pipelined requests.
 func (r *Reader) Buffered() int { return r.r.Buffered() }
 
+// Ready reports whether the bytes already read from the connection hold a
+// complete message, so that the next Read returns without reading from the
+// connection. A server writes its pending replies when Ready is false:
+// buffered bytes that only start the next message (Buffered > 0) do not
+// make a Read return, and its replies must not wait for the rest.
+func (r *Reader) Ready() bool {
+	n := r.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	buf, _ := r.r.Peek(n) // never reads: n bytes are buffered
+	size, err := FrameSize(buf, r.maxPacket, r.maxLine)
+	return size > 0 && err == nil
+}
+
 // ReadLine reads one text line (for admin clients reading replies).
 func (r *Reader) ReadLine() ([]byte, error) { return r.readLine() }
 

@@ -183,3 +183,60 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// oneRead hands out its data in one Read, and fails the test if it is
+// read again.
+type oneRead struct {
+	t    *testing.T
+	data []byte
+	done bool
+}
+
+func (o *oneRead) Read(p []byte) (int, error) {
+	if o.done {
+		o.t.Fatal("read from the connection again")
+	}
+	o.done = true
+	return copy(p, o.data), nil
+}
+
+// Ready says whether the next Read can return without reading from the
+// connection: after the first message, the rest of the bytes of the
+// same read hold a complete message or only the start of one.
+func TestReadyOnlyForACompleteBufferedMessage(t *testing.T) {
+	echo := AppendRequest(nil, EchoReq, []byte("x"))
+	cases := []struct {
+		name  string
+		rest  []byte
+		ready bool
+	}{
+		{"nothing", nil, false},
+		{"one byte of a header", echo[:1], false},
+		{"5 bytes of a header", echo[:5], false},
+		{"a header without its payload", echo[:HeaderSize], false},
+		{"a packet", echo, true},
+		{"a packet and part of another", append(append([]byte{}, echo...), echo[:5]...), true},
+		{"an empty packet", AppendRequest(nil, EchoReq), true},
+		{"part of a line", []byte("st"), false},
+		{"a line without its newline", []byte("status\r"), false},
+		{"a line", []byte("status\n"), true},
+		{"a bad magic", []byte("\x00XXXXXXXXXXX"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			data := append(append([]byte{}, echo...), tc.rest...)
+			r := NewReader(&oneRead{t: t, data: data}, 1<<20, 1024)
+			if _, err := r.Read(); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Ready(); got != tc.ready {
+				t.Fatalf("Ready() = %v with %q buffered, want %v", got, tc.rest, tc.ready)
+			}
+			if tc.ready {
+				if _, err := r.Read(); err != nil { // must not read again
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

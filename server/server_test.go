@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -685,5 +686,70 @@ func TestWorkerHoldingManyJobsCompletesThemInAnyOrder(t *testing.T) {
 	w.send(protocol.WorkComplete, handles[0], "again")
 	if got := w.recv(protocol.Error); got[0] != "JOB_NOT_FOUND" {
 		t.Fatalf("second result: %q", got)
+	}
+}
+
+// Every complete request is answered at once, even when the read that
+// brought it also brought the first bytes of the next request: the reply
+// must not wait for the rest of that one, which may never come. Each case
+// writes complete requests and the start of another in one write and
+// reads the replies; then it sends the rest and reads that reply too.
+func TestCompleteRequestIsAnsweredWithoutWaitingForTheNext(t *testing.T) {
+	echo := func(s string) []byte { return protocol.AppendRequest(nil, protocol.EchoReq, []byte(s)) }
+	next := echo("next")
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	cases := []struct {
+		name     string
+		first    []byte   // complete requests and the start of one more
+		want     []string // their replies: "echo DATA", or an admin line
+		rest     []byte   // the rest of the last request
+		wantRest string
+	}{
+		{"echo, then 5 bytes of a header", cat(echo("a"), next[:5]), []string{"echo a"}, next[5:], "echo next"},
+		{"echo, then a header and part of its payload", cat(echo("a"), next[:protocol.HeaderSize+2]), []string{"echo a"}, next[protocol.HeaderSize+2:], "echo next"},
+		{"admin line, then part of a line", []byte("status\nst"), []string{"."}, []byte("atus\n"), "."},
+		{"echo, then part of an admin line", cat(echo("a"), []byte("st")), []string{"echo a"}, []byte("atus\r\n"), "."},
+		{"admin line, then 5 bytes of a header", cat([]byte("status\r\n"), next[:5]), []string{"."}, next[5:], "echo next"},
+		{"pipelined requests, then 5 bytes of a header", cat(echo("a"), []byte("status\n"), echo("b"), next[:5]), []string{"echo a", ".", "echo b"}, next[5:], "echo next"},
+	}
+	_, addr := startServer(t, Config{})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, addr)
+			if _, err := c.nc.Write(tc.first); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.want {
+				expectReply(t, c, want, "with the next request incomplete")
+			}
+			if _, err := c.nc.Write(tc.rest); err != nil {
+				t.Fatal(err)
+			}
+			expectReply(t, c, tc.wantRest, "after the rest of the request")
+		})
+	}
+}
+
+// expectReply reads one reply, "echo DATA" (an ECHO_RES) or an admin line,
+// within a few seconds.
+func expectReply(t *testing.T, c *client, want, when string) {
+	t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if data, ok := strings.CutPrefix(want, "echo "); ok {
+		p, err := c.r.ReadPacket()
+		if err != nil {
+			t.Fatalf("no ECHO_RES %q %s: %v", data, when, err)
+		}
+		if p.Type != protocol.EchoRes || string(p.Arg(0)) != data {
+			t.Fatalf("got %s %q %s, want ECHO_RES %q", p.Type, p.Args, when, data)
+		}
+		return
+	}
+	line, err := c.r.ReadLine()
+	if err != nil {
+		t.Fatalf("no admin reply %q %s: %v", want, when, err)
+	}
+	if string(line) != want {
+		t.Fatalf("admin reply %q %s, want %q", line, when, want)
 	}
 }

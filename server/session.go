@@ -126,7 +126,12 @@ func (c *session) serve() {
 			}
 			return
 		}
-		if r.Buffered() == 0 || c.pendingOutput() > flushEvery {
+		// Replies to pipelined requests go out together, once the buffer
+		// holds no further complete request: the next Read may block, and
+		// the replies must not wait for bytes that may never come (a
+		// buffer that holds only the start of the next request is not
+		// empty, but Read still waits for the rest).
+		if !r.Ready() || c.pendingOutput() > flushEvery {
 			// Never block on our own replies: a client that does not read
 			// them fills its output up to the cap and is cut off there,
 			// while its requests are still read.
