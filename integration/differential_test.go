@@ -377,6 +377,9 @@ func TestDifferential_EpochJobs(t *testing.T) {
 		r.WantPkt("future not handed out", w.Read(), pkt(p.NoJob))
 		a := r.Dial()
 		r.AdminSet(a, "status", "status\n")
+		// Epoch jobs are background jobs: 1 in column 4 of `show jobs`,
+		// running or waiting.
+		r.AdminSet(a, "show jobs", "show jobs\n")
 		// Epoch jobs are background jobs: their WORK_COMPLETE goes nowhere.
 		w.Send(p.WorkComplete, h1, "")
 		w.Barrier()

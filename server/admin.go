@@ -184,10 +184,6 @@ func (s *Server) adminMaxQueue(args []string) []byte {
 func (s *Server) adminShow(args []string) []byte {
 	switch {
 	case len(args) == 2 && strings.EqualFold(args[1], "jobs"):
-		persisted := "0"
-		if s.cfg.Durable {
-			persisted = "1"
-		}
 		var b bytes.Buffer
 		for _, j := range s.sortedJobs() {
 			retries := j.Attempts
@@ -198,7 +194,16 @@ func (s *Server) adminShow(args []string) []byte {
 			if j.cancelled || (!j.detached && len(j.listeners) == 0) {
 				ignored = "1"
 			}
-			b.WriteString(j.Handle + "\t" + strconv.FormatUint(uint64(retries), 10) + "\t" + ignored + "\t" + persisted + "\n")
+			// Column 4 is gearmand's job_queued, per job and whatever the
+			// durability: set for a job handed to its queue store (every
+			// background submit, even with the in-memory queue) and for
+			// every job replayed at start-up; cleared by `cancel job`.
+			// Foreground jobs show 0 although gearbridge stores them too.
+			queued := "0"
+			if (j.Background || j.restored) && !j.cancelled {
+				queued = "1"
+			}
+			b.WriteString(j.Handle + "\t" + strconv.FormatUint(uint64(retries), 10) + "\t" + ignored + "\t" + queued + "\n")
 		}
 		b.WriteString(".\n")
 		return b.Bytes()

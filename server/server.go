@@ -33,8 +33,6 @@ const (
 type Config struct {
 	// Store persists jobs; nil means in memory only.
 	Store gearbridge.Store
-	// Durable tells `show jobs` and metrics whether Store writes to disk.
-	Durable bool
 	// HandlePrefix starts every job handle ("H:<hostname>" by default).
 	HandlePrefix string
 	// JobRetries is the most times a job is handed to workers before it is
@@ -171,7 +169,7 @@ func (s *Server) restore() error {
 			dropped++
 			return nil
 		}
-		j := &job{Job: *rec, detached: true, heapIndex: -1, submitted: s.cfg.Now()}
+		j := &job{Job: *rec, detached: true, restored: true, heapIndex: -1, submitted: s.cfg.Now()}
 		j.fn = s.function(rec.Function)
 		if key := uniqueKey(rec.Function, rec.Unique, rec.Payload); key != "" {
 			if _, dup := s.unique[key]; !dup {

@@ -591,7 +591,7 @@ func TestRestoreRulesForForegroundRetriesAndEpochs(t *testing.T) {
 	// Dropped: the foreground job (as gearmand does) and the job that was
 	// running at its third and last try. Kept: the epoch job, still
 	// waiting, and the plain background job.
-	if got := a.admin("show jobs"); got != "H:old:3\t0\t0\t0\nH:old:4\t0\t0\t0\n.\n" {
+	if got := a.admin("show jobs"); got != "H:old:3\t0\t0\t1\nH:old:4\t0\t0\t1\n.\n" {
 		t.Fatalf("show jobs %q", got)
 	}
 	fs.mu.Lock()
@@ -606,6 +606,40 @@ func TestRestoreRulesForForegroundRetriesAndEpochs(t *testing.T) {
 	}
 	w.send(protocol.GrabJobUniq)
 	w.recv(protocol.NoJob)
+}
+
+// Column 4 of `show jobs` is per job, as gearmand's job_queued: 1 for
+// background jobs and restored jobs (restored foreground ones included, as
+// gearmand prints 1 for every job it replays), 0 for foreground jobs and
+// for a cancelled running job.
+func TestShowJobsQueuedColumnIsPerJob(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	fg := c.submit(protocol.SubmitJob, "f", "", "fg")
+	bg := c.submit(protocol.SubmitJobBg, "f", "", "bg")
+	c.submit(protocol.SubmitJobBg, "g", "", "queued bg")
+	c.submit(protocol.SubmitJob, "g", "", "queued fg")
+	w := worker(t, addr, "f")
+	w.grab()
+	w.grab()
+	if got := c.admin("cancel job " + bg); got != "OK\n" {
+		t.Fatalf("cancel %q", got)
+	}
+	want := fg + "\t0\t0\t0\n" + bg + "\t0\t1\t0\nH:test:3\t0\t0\t1\nH:test:4\t0\t0\t0\n.\n"
+	if got := c.admin("show jobs"); got != want {
+		t.Fatalf("show jobs %q, want %q", got, want)
+	}
+
+	fs := newFakeStore()
+	fs.jobs = []*gearbridge.Job{
+		{ID: 1, Handle: "H:old:1", Function: "f"},
+		{ID: 2, Handle: "H:old:2", Function: "f", Background: true},
+	}
+	fs.lastID = 2
+	_, addr = startServer(t, Config{Store: fs})
+	if got := dial(t, addr).admin("show jobs"); got != "H:old:1\t0\t0\t1\nH:old:2\t0\t0\t1\n.\n" {
+		t.Fatalf("restored: show jobs %q", got)
+	}
 }
 
 func TestHeldGrabTakesTheNextJobDirectly(t *testing.T) {

@@ -39,6 +39,8 @@ type job struct {
 	detached bool
 	// cancelled jobs (admin "cancel job" while running) drop their results.
 	cancelled bool
+	// restored jobs were read back from the store at start-up.
+	restored bool
 
 	// commitWaiters get JOB_CREATED (or ERROR) when the store answers.
 	commitWaiters []commitWaiter

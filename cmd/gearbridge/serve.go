@@ -185,7 +185,6 @@ func runServe(args []string) error {
 	shutdown := make(chan bool, 1) // true = graceful
 	srv, err := server.New(server.Config{
 		Store:                  st,
-		Durable:                backup != nil,
 		HandlePrefix:           f.handlePrefix,
 		JobRetries:             f.jobRetries,
 		MaxPacket:              uint32(f.maxPacket),
