@@ -27,7 +27,9 @@ func needPerlGearman(t *testing.T) string {
 // that: the worker dies on the ERROR reply to its WORK_FAIL, and the client
 // croaks on the WORK_FAIL that stands for the exception (its handle carries
 // gearmand's trailing NUL). Against gearbridge both go on, which is what the
-// ten tasks after it show.
+// ten tasks after it show. The same goes for a late result after the
+// worker's CAN_DO_TIMEOUT took its job back (gearmand: ERROR, and the worker
+// dies; gearbridge drops it).
 func TestInterop_PerlClientAndWorker(t *testing.T) {
 	perl := needPerlGearman(t)
 	script, err := filepath.Abs(filepath.Join("testdata", "perl_interop.pl"))
@@ -41,7 +43,7 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 	eventually(t, cliTimeout, "the Perl worker to register", func() bool {
 		st := a.Admin("status\n")
 		return statusOf(st, "perl_reverse").workers == 1 && statusOf(st, "perl_die").workers == 1 &&
-			statusOf(st, "perl_fail").workers == 1
+			statusOf(st, "perl_fail").workers == 1 && statusOf(st, "perl_slow").workers == 1
 	})
 
 	out, errOut := runCLI(t, "", perl, script, "client", port)
@@ -54,7 +56,9 @@ func TestInterop_PerlClientAndWorker(t *testing.T) {
 		"coalesced: same\n" +
 		"queued: 4 running=0 capable=0\n" +
 		"data: data d1, warning w1 result: done\n" +
-		"exception: called result: undef\n"
+		"exception: called result: undef\n" +
+		"timed out: second run\n" +
+		"after: evila\n"
 	if out != want {
 		t.Fatalf("perl client printed:\n%s\nwant:\n%s\nstderr: %s", out, want, errOut)
 	}

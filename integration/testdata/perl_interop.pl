@@ -32,6 +32,18 @@ if ($mode eq "worker") {
         $w->send_work_warning($job, "w1");
         return "done";
     });
+    # Slower than its CAN_DO_TIMEOUT of 1 s the first time: the server
+    # takes the job back, and the late WORK_COMPLETE must not get the ERROR
+    # on which this worker dies. The second run is quick.
+    my $slow_once = 1;
+    $w->register_function(perl_slow => 1, sub {
+        if ($slow_once) {
+            $slow_once = 0;
+            select(undef, undef, undef, 2.5);
+            return "late";
+        }
+        return "second run";
+    });
     $w->work while 1;
 }
 
@@ -84,3 +96,10 @@ my $ec = Gearman::Client->new(job_servers => [$server], exceptions => 1);
 my $exception = "none";
 $res = $ec->do_task(perl_die => "x", { on_exception => sub { $exception = "called" } });
 print "exception: $exception result: ", (defined $res ? $$res : "undef"), "\n";
+
+# A job that overruns its CAN_DO_TIMEOUT runs again; the worker, whose late
+# result the server drops, lives on to serve the next job.
+$res = $c->do_task(perl_slow => "x", { timeout => 20 });
+print "timed out: ", (defined $res ? $$res : "undef"), "\n";
+$res = $c->do_task(perl_reverse => "alive", { timeout => 20 });
+print "after: ", (defined $res ? $$res : "undef"), "\n";
