@@ -24,7 +24,8 @@
 # run, 15s), BENCH_ROUNDS (3), BENCH_ONLY (groups to run, space-separated:
 # submit-bg drain roundtrip idle-workers durable bridge; default all),
 # BENCH_SCHED (cload's scheduling policy: batch,
-# the default, or other; see bench/cload/cload.c), GEARMAND (/usr/sbin/gearmand).
+# the default, or other; see bench/cload/cload.c), GEARMAND (/usr/sbin/gearmand),
+# BENCH_GB_ARGS (extra flags for gearbridge serve, e.g. --grab-hold 10ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,7 +104,7 @@ start() {
 		case $kind in
 		gb-none | gb-sync)
 			"$tmp/gearbridge" serve --listen 127.0.0.1 --port "$port" --http "127.0.0.1:$http" \
-				--durability "${kind#gb-}" --db "$tmp/gb.db" --log-file "$tmp/$kind.log" --verbose ERROR &
+				--durability "${kind#gb-}" --db "$tmp/gb.db" --log-file "$tmp/$kind.log" --verbose ERROR ${BENCH_GB_ARGS:-} &
 			metrics="http://127.0.0.1:$http/metrics"
 			;;
 		gm)
