@@ -42,6 +42,8 @@ soak:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./protocol
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 60s ./protocol
+	$(GO) test -run '^$$' -fuzz FuzzDecodeJob -fuzztime 60s ./store
+	$(GO) test -run '^$$' -fuzz FuzzParseRecord -fuzztime 60s ./store
 
 # make demo: a Jenkins emulator (bridge/jenkinstest/emulator serving its
 # example.yaml) and gearbridge bridging it, until Ctrl-C.

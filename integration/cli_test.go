@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,4 +94,80 @@ func runWithin(t *testing.T, cmd *exec.Cmd, d time.Duration) ([]byte, error) {
 		t.Fatalf("%s still running after %v", cmd.Path, d)
 		return nil, nil
 	}
+}
+
+// A flipped bit in a stored job's payload: `gearbridge check` names the job
+// and exits 1; the server starts, never hands the job to a worker, counts it
+// in /metrics, and check then lists it as quarantined (issue 14).
+func TestCLI_DamagedRecordIsQuarantined(t *testing.T) {
+	s := StartGearbridge(t, "--durability", "sync")
+	c := Dial(t, s.Addr)
+	c.Send(p.SubmitJobBg, "damaged-fn", "victim", "payload-that-gets-a-flipped-bit")
+	victim := c.Read().Args()[0]
+	c.Send(p.SubmitJobBg, "damaged-fn", "sound", "sound payload")
+	sound := c.Read().Args()[0]
+	c.Close()
+	s.Stop()
+
+	db := filepath.Join(s.Dir, "gearbridge.db")
+	data, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bbolt copies pages on write: damage every copy, the live one among them.
+	marker := []byte("payload-that-gets")
+	n := 0
+	for i := bytes.Index(data, marker); i >= 0; i = bytes.Index(data, marker) {
+		data[i+3] ^= 0x04
+		n++
+	}
+	if n == 0 {
+		t.Fatal("payload not found in the file")
+	}
+	if err := os.WriteFile(db, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runWithin(t, exec.Command(GearbridgeBinary(t), "check", "--db", db), 15*time.Second)
+	if err == nil || !strings.Contains(string(out), victim) || !strings.Contains(string(out), "damaged-fn") {
+		t.Fatalf("check of the damaged file: %v\n%s", err, out)
+	}
+
+	s.Restart()
+	w := Dial(t, s.Addr)
+	w.Send(p.CanDo, "damaged-fn")
+	w.Send(p.GrabJobUniq)
+	if got := w.Read(); got.Type != p.JobAssignUniq || got.Args()[0] != sound {
+		t.Fatalf("first grab: %v", got)
+	}
+	w.Send(p.GrabJobUniq)
+	if got := w.Read(); got.Type != p.NoJob {
+		t.Fatalf("second grab: %v (the damaged job must not run)", got)
+	}
+	resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "gearbridge_store_records_quarantined_total 1") {
+		t.Errorf("/metrics does not count the quarantined record")
+	}
+	if !strings.Contains(readFile(t, s.LogPath), victim) {
+		t.Errorf("the log does not name the damaged job %s", victim)
+	}
+	w.Close()
+	s.Stop()
+	out, err = runWithin(t, exec.Command(GearbridgeBinary(t), "check", "--db", db), 15*time.Second)
+	if err != nil || !strings.Contains(string(out), "quarantined") || !strings.Contains(string(out), victim) {
+		t.Fatalf("check after the quarantine: %v\n%s", err, out)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

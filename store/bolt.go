@@ -86,6 +86,7 @@ type DB struct {
 	closeErr  error
 
 	lastID     uint64        // highest job ID on disk; writer goroutine only
+	damage     *metaDamage   // a damaged meta page found at Open, or nil
 	retryDelay time.Duration // writer goroutine only
 
 	stats counters
@@ -109,7 +110,7 @@ func Open(path string, opts Options) (*DB, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	bdb, err := openBolt(path, &bolt.Options{
+	bdb, damage, err := openBolt(path, &bolt.Options{
 		Timeout:         opts.Timeout,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: opts.InitialMmapSize,
@@ -119,14 +120,8 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lastID uint64
-	err = safely(func() error {
-		return bdb.View(func(tx *bolt.Tx) error {
-			var err error
-			lastID, err = checkFormat(tx)
-			return err
-		})
-	})
+	log := opts.Logger.With("store", path)
+	lastID, err := prepare(bdb, damage, log)
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -134,21 +129,76 @@ func Open(path string, opts Options) (*DB, error) {
 	s := &DB{
 		path:     path,
 		bolt:     bdb,
-		log:      opts.Logger.With("store", path),
+		log:      log,
 		maxBatch: opts.MaxBatch,
 		exited:   make(chan struct{}),
 		lastID:   lastID,
+		damage:   damage,
 	}
 	s.cond.L = &s.mu
 	go s.run()
 	return s, nil
 }
 
+// handleSkip is how far the handle counter jumps after a meta-page
+// fallback: more than one commit can add (Options.MaxBatch), so no handle
+// that the lost commit acknowledged is ever handed out again.
+const handleSkip = 1 << 20
+
+// prepare readies an opened file for serving: it checks the format,
+// migrates a format-1 file, and after a meta-page fallback moves the
+// handle counter past anything the lost commit may have issued. It returns
+// the handle counter.
+func prepare(db *bolt.DB, damage *metaDamage, log *slog.Logger) (lastID uint64, err error) {
+	var version uint32
+	err = safely(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			var err error
+			lastID, version, err = checkFormat(tx)
+			return err
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	if version == 1 {
+		var jobs, bad int
+		err := safely(func() error {
+			return db.Update(func(tx *bolt.Tx) error {
+				var err error
+				jobs, bad, err = migrateV1(tx)
+				return err
+			})
+		})
+		if err != nil {
+			return 0, fmt.Errorf("migrate from format 1 to %d: %w", FormatVersion, err)
+		}
+		log.Info("store migrated to the current format: every record now carries a checksum",
+			"from_version", 1, "to_version", FormatVersion, "jobs", jobs, "quarantined", bad)
+	}
+	if damage != nil {
+		// The first commit rewrites the damaged page, and with it the
+		// evidence: the jump is made durable in that same commit.
+		lastID += handleSkip
+		err := safely(func() error {
+			return db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketMeta).Put(keyLastID, lastIDRecord(lastID))
+			})
+		})
+		if err != nil {
+			return 0, fmt.Errorf("move the handle counter past a rolled-back commit: %w", err)
+		}
+		log.Error(damage.String()+"; handles continue from a higher number so that none is issued twice",
+			"next_handle_number", lastID+1)
+	}
+	return lastID, nil
+}
+
 // openBolt opens path with bbolt after checking its meta pages, and turns
 // bbolt's errors into ours.
-func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
-	if err := precheck(path); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, damage *metaDamage, err error) {
+	if _, err := precheck(path); err != nil {
+		return nil, nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	for attempt := 1; ; attempt++ {
 		var f *os.File
@@ -180,14 +230,20 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	}
 	switch {
 	case err == nil:
-		return db, nil
+		// Read again now that the lock is ours: a server may have been
+		// writing the meta pages when precheck read them.
+		if damage, err = precheck(path); err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+		return db, damage, nil
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("open store %s: %w (its lock was not released within %s)", path, ErrInUse, opts.Timeout)
+		return nil, nil, fmt.Errorf("open store %s: %w (its lock was not released within %s)", path, ErrInUse, opts.Timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
 		errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
 	}
-	return nil, fmt.Errorf("open store %s: %w", path, err)
+	return nil, nil, fmt.Errorf("open store %s: %w", path, err)
 }
 
 // maxOpenAttempts bounds the opens of a file that keeps being replaced.
@@ -224,27 +280,62 @@ func (s *DB) Path() string { return s.path }
 
 // Restore calls fn for every stored job in ID (submit) order and returns the
 // highest job ID ever issued. fn runs inside a read transaction: it may call
-// Add, SetAttempts and Remove, but must not wait for an Add's done.
+// Add, SetAttempts and Remove, but must not wait for an Add's done. A record
+// that fails its checksum or does not decode is not passed to fn: it is
+// moved to the quarantine bucket and logged (quarantine.go).
 func (s *DB) Restore(fn func(*gearbridge.Job) error) (lastID uint64, err error) {
+	var badKeys [][]byte
+	var bad []Damaged
 	err = safely(func() error {
 		return s.bolt.View(func(tx *bolt.Tx) error {
 			var err error
-			if lastID, err = checkFormat(tx); err != nil {
+			if lastID, _, err = checkFormat(tx); err != nil {
 				return err
 			}
-			return forEachJob(tx, func(j *gearbridge.Job) error {
-				lastID = max(lastID, j.ID)
-				return fn(j)
-			})
+			c := tx.Bucket(bucketJobs).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				var j *gearbridge.Job
+				if len(k) != 8 {
+					err = fmt.Errorf("job key %x is not 8 bytes", k)
+				} else {
+					// A damaged record still holds its ID: never reissue it.
+					lastID = max(lastID, keyID(k))
+					j, err = decodeJob(keyID(k), v)
+				}
+				if err != nil {
+					badKeys = append(badKeys, append([]byte{}, k...))
+					bad = append(bad, damagedRecord(k, v, err))
+					continue
+				}
+				if err := fn(j); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("restore %s: %w", s.path, err)
 	}
+	if len(bad) > 0 {
+		if err := s.quarantine(badKeys, bad); err != nil {
+			return 0, err
+		}
+	}
 	return lastID, nil
 }
 
-// forEachJob decodes every job record in key order.
+// MetaDamage describes a damaged bbolt meta page found at Open (a possible
+// rollback of the last commit), or "" when both were sound.
+func (s *DB) MetaDamage() string {
+	if s.damage == nil {
+		return ""
+	}
+	return s.damage.String()
+}
+
+// forEachJob decodes every job record in key order, failing on the first
+// that does not decode.
 func forEachJob(tx *bolt.Tx, fn func(*gearbridge.Job) error) error {
 	c := tx.Bucket(bucketJobs).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -267,9 +358,15 @@ func (s *DB) BuildRef(handle string) ([]byte, bool, error) {
 	var ref []byte
 	err := safely(func() error {
 		return s.bolt.View(func(tx *bolt.Tx) error {
-			if v := tx.Bucket(bucketBuildRefs).Get([]byte(handle)); v != nil {
-				ref = append([]byte{}, v...)
+			v := tx.Bucket(bucketBuildRefs).Get([]byte(handle))
+			if v == nil {
+				return nil
 			}
+			body, err := splitChecksum(v)
+			if err != nil {
+				return fmt.Errorf("%w: build ref: %w", ErrCorrupt, err)
+			}
+			ref = append([]byte{}, body...)
 			return nil
 		})
 	})

@@ -150,13 +150,13 @@ func TestOpen_RefusesForeignAndOtherVersions(t *testing.T) {
 			return err
 		}), ErrCorrupt)
 	})
-	t.Run("version 2", func(t *testing.T) {
+	t.Run("version 3", func(t *testing.T) {
 		refuse(t, boltFile(t, func(tx *bolt.Tx) error {
 			if err := initBuckets(tx); err != nil {
 				return err
 			}
-			v := formatRecord()
-			binary.BigEndian.PutUint32(v[len(formatMagic):], 2)
+			v := formatRecord(FormatVersion)
+			binary.BigEndian.PutUint32(v[len(formatMagic):], FormatVersion+1)
 			return tx.Bucket(bucketMeta).Put(keyFormat, v)
 		}), ErrWrongVersion)
 	})
@@ -170,6 +170,8 @@ func TestOpen_RefusesForeignAndOtherVersions(t *testing.T) {
 	})
 }
 
+// A record that does not decode is quarantined at Restore, never passed on
+// and never fatal: the other jobs are served.
 func TestRestore_BadRecord(t *testing.T) {
 	path := boltFile(t, func(tx *bolt.Tx) error {
 		if err := initBuckets(tx); err != nil {
@@ -179,20 +181,30 @@ func TestRestore_BadRecord(t *testing.T) {
 		if err := jobs.Put(jobKey(1), encodeJob(testJob(1))); err != nil {
 			return err
 		}
-		return jobs.Put(jobKey(2), []byte{1, 0, 0, 0, 0})
+		if err := tx.Bucket(bucketMeta).Put(keyLastID, lastIDRecord(2)); err != nil {
+			return err
+		}
+		return jobs.Put(jobKey(2), []byte{2, 0, 0, 0, 0})
 	})
+	if _, err := Check(path); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "job 2") {
+		t.Errorf("Check = %v, want ErrCorrupt naming job 2", err)
+	}
 	s, err := Open(path, testOptions) // the format is fine...
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	_, err = s.Restore(func(*gearbridge.Job) error { return nil })
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "job 2") {
-		t.Errorf("Restore = %v, want ErrCorrupt naming job 2", err) // ...the record is not
+	got, last := restoreAll(t, s) // ...one record is not
+	if len(got) != 1 || got[0].ID != 1 || last != 2 {
+		t.Errorf("restored %d jobs, last ID %d; want job 1 alone, last ID 2", len(got), last)
+	}
+	if q := s.Stats().Quarantined; q != 1 {
+		t.Errorf("quarantined %d records, want 1", q)
 	}
 	s.Close()
-	if _, err := Check(path); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "job 2") {
-		t.Errorf("Check = %v, want ErrCorrupt naming job 2", err)
+	info, err := Check(path)
+	if err != nil || len(info.Quarantined) != 1 || info.Quarantined[0].ID != 2 {
+		t.Errorf("Check after the quarantine = %+v, %v; want it listed, and no error", info, err)
 	}
 }
 

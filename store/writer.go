@@ -262,8 +262,7 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 			if len(v) < recordHeader {
 				continue // removed already
 			}
-			v = append([]byte(nil), v...)
-			binary.BigEndian.PutUint32(v[offAttempts:], o.attempts)
+			v = withAttempts(v, o.attempts)
 			if err := jobs.Put(jobKey(o.id), v); err != nil {
 				return 0, fmt.Errorf("set attempts of job %d: %w", o.id, err)
 			}
@@ -291,11 +290,11 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 				o.err = ErrUnknownJob
 				continue
 			}
-			o.err = refs.Put([]byte(o.handle), o.val)
+			o.err = refs.Put([]byte(o.handle), appendChecksum(o.val))
 		}
 	}
 	if maxID > s.lastID {
-		if err := tx.Bucket(bucketMeta).Put(keyLastID, jobKey(maxID)); err != nil {
+		if err := tx.Bucket(bucketMeta).Put(keyLastID, lastIDRecord(maxID)); err != nil {
 			return 0, fmt.Errorf("store handle counter: %w", err)
 		}
 	}
@@ -314,11 +313,12 @@ type Stats struct {
 	JobsAdded     uint64 // Adds committed
 	JobsRemoved   uint64 // Removes committed
 	AttemptWrites uint64 // SetAttempts committed
+	Quarantined   uint64 // damaged job records moved to the quarantine bucket
 	Pending       int    // ops waiting for the writer
 }
 
 type counters struct {
-	commits, failedCommits, added, removed, attempts atomic.Uint64
+	commits, failedCommits, added, removed, attempts, quarantined atomic.Uint64
 }
 
 // Stats returns the current counters.
@@ -334,6 +334,7 @@ func (s *DB) Stats() Stats {
 		JobsAdded:     s.stats.added.Load(),
 		JobsRemoved:   s.stats.removed.Load(),
 		AttemptWrites: s.stats.attempts.Load(),
+		Quarantined:   s.stats.quarantined.Load(),
 		Pending:       pending,
 	}
 }

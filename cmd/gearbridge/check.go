@@ -17,6 +17,17 @@ func runCheck(args []string) error {
 		return err
 	}
 	info, err := store.Check(db)
+	if info.MetaDamage != "" || len(info.Damaged) > 0 {
+		// Damage found: say what is still sound, then each problem (the
+		// error, exit 1, names them too).
+		fmt.Fprintf(os.Stdout, "%s: DAMAGED: %d sound jobs, format version %d, handle counter %d\n", info.Path, info.Jobs, info.FormatVersion, info.LastID)
+		if info.MetaDamage != "" {
+			fmt.Fprintf(os.Stdout, "  %s\n", info.MetaDamage)
+		}
+		for _, d := range info.Damaged {
+			fmt.Fprintf(os.Stdout, "  damaged record: %s (a server moves it to the quarantine when it starts)\n", d)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -53,6 +64,12 @@ func printInfo(w io.Writer, info store.Info) {
 	fmt.Fprintf(w, "%s: ok: format version %d, %d jobs (%d background, %d foreground), %d build refs, handle counter %d, %.1f MiB\n",
 		info.Path, info.FormatVersion, info.Jobs, info.Background, info.Jobs-info.Background,
 		info.BuildRefs, info.LastID, float64(info.Size)/(1<<20))
+	if info.FormatVersion < store.FormatVersion {
+		fmt.Fprintf(w, "  format version %d: a server migrates it to version %d (checksummed records) when it first opens it\n", info.FormatVersion, store.FormatVersion)
+	}
+	for _, q := range info.Quarantined {
+		fmt.Fprintf(w, "  quarantined: job %d, handle %s, function %s, unique %s (damaged; never handed to a worker)\n", q.ID, q.Handle, q.Function, q.Unique)
+	}
 }
 
 // runCompact rewrites a store file offline without its free pages:

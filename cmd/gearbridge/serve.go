@@ -360,6 +360,8 @@ var (
 	failedDesc  = prometheus.NewDesc("gearbridge_store_failed_commits_total", "Write transactions that failed.", nil, nil)
 	addedDesc   = prometheus.NewDesc("gearbridge_store_jobs_added_total", "Jobs written to the store.", nil, nil)
 	pendingDesc = prometheus.NewDesc("gearbridge_store_pending_ops", "Operations waiting for the writer.", nil, nil)
+	quarantDesc = prometheus.NewDesc("gearbridge_store_records_quarantined_total", "Damaged job records moved to the quarantine bucket at start-up (gearbridge check lists them).", nil, nil)
+	metaDesc    = prometheus.NewDesc("gearbridge_store_meta_page_damaged", "1 if a damaged bbolt meta page was found at start-up: the last commit before it may have been lost.", nil, nil)
 )
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -368,6 +370,8 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- failedDesc
 	ch <- addedDesc
 	ch <- pendingDesc
+	ch <- quarantDesc
+	ch <- metaDesc
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -377,4 +381,10 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, float64(s.FailedCommits))
 	ch <- prometheus.MustNewConstMetric(addedDesc, prometheus.CounterValue, float64(s.JobsAdded))
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending))
+	ch <- prometheus.MustNewConstMetric(quarantDesc, prometheus.CounterValue, float64(s.Quarantined))
+	damaged := 0.0
+	if c.db.MetaDamage() != "" {
+		damaged = 1
+	}
+	ch <- prometheus.MustNewConstMetric(metaDesc, prometheus.GaugeValue, damaged)
 }
