@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,9 +103,44 @@ func (c *gearConn) send(b []byte) error {
 	return err
 }
 
+// read reads one packet, waiting at most d, or without a deadline if d is 0.
 func (c *gearConn) read(d time.Duration) (*p.Packet, error) {
-	c.nc.SetReadDeadline(time.Now().Add(d))
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	c.nc.SetReadDeadline(deadline)
 	return c.r.ReadPacket()
+}
+
+// closeOn closes the connection when stop is closed, which ends a read
+// blocked on it. Call the returned func when done with the connection.
+// A read deadline would do the same by polling, but a deadline that
+// expires in the middle of a packet leaves the reader out of step.
+func (c *gearConn) closeOn(stop <-chan struct{}) (done func()) {
+	if stop == nil {
+		return func() {}
+	}
+	ch := make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+			c.nc.Close()
+		case <-ch:
+		}
+	}()
+	return func() { close(ch) }
+}
+
+// unlessStopped returns err, or nil if stop is closed: once the load is
+// told to stop, a broken connection is how it ends.
+func unlessStopped(stop <-chan struct{}, err error) error {
+	select {
+	case <-stop:
+		return nil
+	default:
+		return err
+	}
 }
 
 func req(typ p.Type, args ...string) []byte {
@@ -116,18 +152,19 @@ func req(typ p.Type, args ...string) []byte {
 }
 
 // submitter submits background jobs in pipelined groups of four until stop
-// is closed or the connection fails (the server was killed).
-func submitter(addr, prefix string, l *ledger, stop <-chan struct{}) {
+// is closed (it returns nil) or the connection fails: the server was
+// killed, or it sent no reply within patience.
+func submitter(addr, prefix string, l *ledger, stop <-chan struct{}, patience time.Duration) error {
 	c, err := dialGear(addr)
 	if err != nil {
-		return
+		return err
 	}
 	defer c.nc.Close()
 	const window = 4
 	for i := 0; ; i += window {
 		select {
 		case <-stop:
-			return
+			return nil
 		default:
 		}
 		var out []byte
@@ -141,13 +178,13 @@ func submitter(addr, prefix string, l *ledger, stop <-chan struct{}) {
 			l.sent[u] = true
 		}
 		l.mu.Unlock()
-		if c.send(out) != nil {
-			return
+		if err := c.send(out); err != nil {
+			return unlessStopped(stop, err)
 		}
 		for _, u := range uniques { // replies come in submit order
-			pk, err := c.read(opTimeout)
+			pk, err := c.read(patience)
 			if err != nil {
-				return
+				return unlessStopped(stop, fmt.Errorf("reply to %s: %w", u, err))
 			}
 			switch pk.Type {
 			case p.JobCreated:
@@ -157,36 +194,36 @@ func submitter(addr, prefix string, l *ledger, stop <-chan struct{}) {
 				l.problem("submit %s: ERROR %q", u, pk.Args)
 			default:
 				l.problem("submit %s: unexpected %s", u, pk.Type)
-				return
+				return fmt.Errorf("submit %s: unexpected %s", u, pk.Type)
 			}
 		}
 	}
 }
 
-// worker grabs jobs and completes them at once until stop is closed or the
-// connection fails. With drain set it returns at the first NO_JOB instead
-// of sleeping, and reports whether it got there.
-func worker(addr string, l *ledger, stop <-chan struct{}, drain bool) (drained bool, err error) {
+// worker grabs jobs and completes them at once until stop is closed (it
+// returns nil) or the connection fails. A sleeping worker may wait for work
+// indefinitely, so with a stop channel its reads have no deadline: closing
+// stop closes the connection. With drain set it returns at the first NO_JOB
+// instead of sleeping, and reports whether it got there; then each reply
+// must come within patience.
+func worker(addr string, l *ledger, stop <-chan struct{}, drain bool, patience time.Duration) (drained bool, err error) {
 	c, err := dialGear(addr)
 	if err != nil {
 		return false, err
 	}
 	defer c.nc.Close()
+	defer c.closeOn(stop)()
+	wait := time.Duration(0)
+	if drain {
+		wait = patience
+	}
 	if err := c.send(append(req(p.CanDo, durableFn), req(p.GrabJobUniq)...)); err != nil {
-		return false, err
+		return false, unlessStopped(stop, err)
 	}
 	for {
-		select {
-		case <-stop:
-			return false, nil
-		default:
-		}
-		pk, err := c.read(200 * time.Millisecond)
-		if isTimeout(err) {
-			continue
-		}
+		pk, err := c.read(wait)
 		if err != nil {
-			return false, err
+			return false, unlessStopped(stop, err)
 		}
 		var next []byte
 		switch pk.Type {
@@ -208,35 +245,89 @@ func worker(addr string, l *ledger, stop <-chan struct{}, drain bool) (drained b
 			return false, fmt.Errorf("worker: unexpected %s", pk.Type)
 		}
 		if err := c.send(next); err != nil {
-			return false, err
+			return false, unlessStopped(stop, err)
 		}
 	}
+}
+
+// patience bounds a wait for the load to make progress: two minutes, times
+// GB_TEST_WAIT_SCALE, within the test's own deadline. Waits that could
+// never end are caught otherwise (see waitFor), so it can be generous.
+func patience(t *testing.T) time.Duration {
+	t.Helper()
+	return scaledWait(t, 2*time.Minute)
 }
 
 // load runs submitters and, optionally, a worker against s until Kill or
 // Stop is called on it.
 type load struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	l        *ledger
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	patience time.Duration
+
+	mu   sync.Mutex
+	quit error // why the first client that gave up did so
 }
 
-func startLoad(s *Server, l *ledger, round string, submitters int, withWorker bool) *load {
-	ld := &load{stop: make(chan struct{})}
+func startLoad(t *testing.T, s *Server, l *ledger, round string, submitters int, withWorker bool) *load {
+	ld := &load{l: l, stop: make(chan struct{}), patience: patience(t)}
 	for g := range submitters {
-		ld.wg.Add(1)
-		go func() {
-			defer ld.wg.Done()
-			submitter(s.Addr, fmt.Sprintf("%s-c%d", round, g), l, ld.stop)
-		}()
+		name := fmt.Sprintf("%s-c%d", round, g)
+		ld.client("submitter "+name, func() error {
+			return submitter(s.Addr, name, l, ld.stop, ld.patience)
+		})
 	}
 	if withWorker {
-		ld.wg.Add(1)
-		go func() {
-			defer ld.wg.Done()
-			worker(s.Addr, l, ld.stop, false)
-		}()
+		ld.client(round+" worker", func() error {
+			_, err := worker(s.Addr, l, ld.stop, false, ld.patience)
+			return err
+		})
 	}
 	return ld
+}
+
+func (ld *load) client(name string, run func() error) {
+	ld.wg.Add(1)
+	go func() {
+		defer ld.wg.Done()
+		err := run()
+		if err == nil {
+			select {
+			case <-ld.stop:
+				return
+			default:
+				err = errors.New("returned before the load was stopped")
+			}
+		}
+		ld.mu.Lock()
+		defer ld.mu.Unlock()
+		if ld.quit == nil {
+			ld.quit = fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+}
+
+// waitFor polls cond until it holds. It fails at once if a client gave up
+// first, since the load then may never get there, and after ld.patience.
+// Before a kill no client has a reason to give up.
+func (ld *load) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(ld.patience)
+	for !cond() {
+		ld.mu.Lock()
+		quit := ld.quit
+		ld.mu.Unlock()
+		switch {
+		case quit != nil:
+			t.Fatalf("waiting for %s (%d acks in all, %d deliveries in this life): %v",
+				what, ld.l.nAcked.Load(), ld.l.nDelivered.Load(), quit)
+		case time.Now().After(deadline):
+			t.Fatalf("timed out after %v waiting for %s (%d acks in all, %d deliveries in this life)",
+				ld.patience, what, ld.l.nAcked.Load(), ld.l.nDelivered.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // end stops the load and waits for every client goroutine.
@@ -249,7 +340,7 @@ func (ld *load) end() {
 // server reports nothing left for the function.
 func drainAll(t *testing.T, s *Server, l *ledger) {
 	t.Helper()
-	drained, err := worker(s.Addr, l, nil, true)
+	drained, err := worker(s.Addr, l, nil, true, patience(t))
 	if !drained {
 		t.Fatalf("drain: %v", err)
 	}
@@ -261,6 +352,44 @@ func drainAll(t *testing.T, s *Server, l *ledger) {
 	}
 }
 
+// queued returns how many jobs the server holds for durableFn, queued or
+// running, as its admin status says.
+func queued(t *testing.T, s *Server) int {
+	t.Helper()
+	status := AdminOnce(t, s.Addr, "status\n")
+	for _, line := range strings.Split(status, "\n") {
+		if f := strings.Split(line, "\t"); len(f) == 4 && f[0] == durableFn {
+			n, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("status: %q", line)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// ensureBacklog makes at least n jobs queued for durableFn: with no worker
+// running it submits the ones missing and then stops the submitters
+// cleanly, with no kill. The jobs go in the ledger like any others.
+func ensureBacklog(t *testing.T, s *Server, l *ledger, round string, n int) {
+	t.Helper()
+	have := queued(t, s)
+	if have >= n {
+		t.Logf("%s: %d jobs queued", round, have)
+		return
+	}
+	ld := startLoad(t, s, l, round+"-backlog", 4, false)
+	target := l.nAcked.Load() + int64(n-have)
+	ld.waitFor(t, fmt.Sprintf("%d more jobs queued for %s", n-have, round), func() bool { return l.nAcked.Load() >= target })
+	ld.end()
+	after := queued(t, s)
+	t.Logf("%s: %d jobs queued, %d after topping up", round, have, after)
+	if after < n {
+		t.Fatalf("%s: %d jobs queued after topping up, want at least %d", round, after, n)
+	}
+}
+
 func TestDurability_CrashRestart(t *testing.T) {
 	s := StartGearbridge(t, "--durability", "sync")
 	l := newLedger()
@@ -269,18 +398,26 @@ func TestDurability_CrashRestart(t *testing.T) {
 	// and restarts it on the same file.
 	rounds := []struct {
 		name       string
+		backlog    int // jobs queued before the round's load starts, at least
 		submitters int
 		worker     bool
 		until      func() bool
 	}{
-		{"submit-only", 16, false, func() bool { return l.nAcked.Load() >= 300 }},
-		{"submit-and-work", 16, true, func() bool { return l.nAcked.Load() >= 2000 && l.nDelivered.Load() >= 100 }},
-		{"work-only", 0, true, func() bool { return l.nDelivered.Load() >= 100 }},
-		{"submit-and-work-2", 8, true, func() bool { return l.nAcked.Load() >= 4000 && l.nDelivered.Load() >= 100 }},
+		{"submit-only", 0, 16, false, func() bool { return l.nAcked.Load() >= 300 }},
+		{"submit-and-work", 0, 16, true, func() bool { return l.nAcked.Load() >= 2000 && l.nDelivered.Load() >= 100 }},
+		// The worker of the round before often keeps up with the
+		// submitters and leaves fewer than 100 jobs queued; with nothing
+		// submitted, this round would then wait for deliveries that
+		// cannot come. The backlog makes the kill land mid-drain.
+		{"work-only", 300, 0, true, func() bool { return l.nDelivered.Load() >= 100 }},
+		{"submit-and-work-2", 0, 8, true, func() bool { return l.nAcked.Load() >= 4000 && l.nDelivered.Load() >= 100 }},
 	}
 	for _, r := range rounds {
-		ld := startLoad(s, l, r.name, r.submitters, r.worker)
-		eventually(t, 30*time.Second, r.name+" load", r.until)
+		if r.backlog > 0 {
+			ensureBacklog(t, s, l, r.name, r.backlog)
+		}
+		ld := startLoad(t, s, l, r.name, r.submitters, r.worker)
+		ld.waitFor(t, r.name+" load", r.until)
 		s.Kill()
 		kills++
 		ld.end()
@@ -354,7 +491,7 @@ func checkLedger(t *testing.T, l *ledger, kills int) {
 func TestDurability_BackupUnderLoad(t *testing.T) {
 	s := StartGearbridge(t, "--durability", "sync")
 	l := newLedger()
-	ld := startLoad(s, l, "backup", 8, false)
+	ld := startLoad(t, s, l, "backup", 8, false)
 	eventually(t, 30*time.Second, "first acks", func() bool { return l.nAcked.Load() >= 500 })
 
 	l.mu.Lock()

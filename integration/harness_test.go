@@ -219,12 +219,22 @@ func (s *Server) launch(args []string) error {
 	s.cmd = cmd
 	s.exited = make(chan struct{})
 	go func() { cmd.Wait(); close(s.exited) }()
+	// Ready means every listener accepts: gearbridge listens for HTTP
+	// after Gearman, and exits if the HTTP port is taken, which can happen
+	// on a restart, since the port was chosen by an earlier life.
+	pending := []string{s.Addr}
+	if s.HTTPAddr != "" {
+		pending = append(pending, s.HTTPAddr)
+	}
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		c, err := net.DialTimeout("tcp", pending[0], time.Second)
 		if err == nil {
 			c.Close()
-			return nil
+			if pending = pending[1:]; len(pending) == 0 {
+				return nil
+			}
+			continue
 		}
 		select {
 		case <-s.exited:
@@ -336,6 +346,30 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// scaledWait returns d, multiplied by GB_TEST_WAIT_SCALE when that is set
+// (say 3 on a slow or loaded machine), and cut to what is left of the
+// test's deadline less 15 s, so that a wait that runs out fails the test
+// with its own message and the server's log instead of go test's timeout
+// panic. It is for waits on progress, which a slow machine stretches.
+func scaledWait(t testing.TB, d time.Duration) time.Duration {
+	t.Helper()
+	if v := os.Getenv("GB_TEST_WAIT_SCALE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) {
+			t.Fatalf("GB_TEST_WAIT_SCALE=%q: want a positive number", v)
+		}
+		d = time.Duration(float64(d) * f)
+	}
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if end, ok := dt.Deadline(); ok {
+			if left := time.Until(end) - 15*time.Second; left < d {
+				d = max(left, time.Second)
+			}
+		}
+	}
+	return d
 }
 
 // eventually polls cond every 10ms until it returns true or d passes.
