@@ -122,7 +122,7 @@ func builtOnce(t *testing.T, e *jenkinstest.Emulator, job string, want []string)
 func testTwoJobServers(t *testing.T, a, b *Server) {
 	e := newJenkins(t)
 	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n", Executors: 1}))
-	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job",
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Concurrent: true,
 		Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID", Type: jenkinstest.StringParam}}}))
 	startBridgeOnServers(t, e, a.Addr, b.Addr)
 	waitWorkers(t, a.Addr, "build:job", 1)
@@ -145,7 +145,29 @@ func testTwoJobServers(t *testing.T, a, b *Server) {
 	}
 	waitPolls(t, e, 2) // a second build would show by now
 	builtOnce(t, e, "job", uniques)
-	// Never more GRABs out than free executors, across both servers.
+	noBuildWaitedInJenkins(t, e)
+
+	// While a build holds the node's one executor, a job on the other
+	// server waits in Gearman, not in Jenkins: never more GRABs out than
+	// free executors, across both servers. Its worker, woken while the node
+	// was busy, grabs it once the executor frees.
+	must(t, e.HoldBuilds(""))
+	held := submitTo(t, a.Addr, "build:job", "held")
+	eventually(t, 20*time.Second, "the held build", func() bool { return hasBuild(e, "job", "held") })
+	waiting := submitTo(t, b.Addr, "build:job", "waiting")
+	waitPolls(t, e, 3)
+	if hasBuild(e, "job", "waiting") {
+		t.Fatal("a second build started on the node's one executor")
+	}
+	noBuildWaitedInJenkins(t, e)
+	e.StopHolding()
+	if n, err := e.Release(""); n != 1 || err != nil {
+		t.Fatalf("released %d builds (%v), want the held one", n, err)
+	}
+	waitBuilt(t, e, held, "held", a, b)
+	waitBuilt(t, e, waiting, "waiting", a, b)
+	uniques = append(uniques, "held", "waiting")
+	builtOnce(t, e, "job", uniques)
 	noBuildWaitedInJenkins(t, e)
 
 	// One server dies: the bridge keeps building the other's jobs.
