@@ -8,10 +8,12 @@ import (
 // gate decides when the executor workers of one node may ask the Gearman
 // server for a job: only while the node has an executor that is idle in
 // Jenkins and that none of our workers is already counting on. A worker
-// holds a reservation from its GRAB until the job ends or NO_JOB comes
-// back; the reservations of workers that sleep after NO_JOB stay held, so
-// a node never has more sleeping workers than free executors, and a
-// server's NOOP goes to a worker that can act on it.
+// holds a reservation only while its GRAB is outstanding: from the GRAB
+// until NO_JOB comes back, or until the job it got ends. Workers asleep
+// after NO_JOB hold none, so that with several job servers the node's
+// workers on one server never keep its executors from those on another,
+// and there are never more GRABs out than free executors. A woken worker
+// that finds no slot waits on Changed and grabs when one frees.
 type gate struct {
 	mu sync.Mutex
 	// changed is closed and replaced whenever the count may have grown.
@@ -23,7 +25,7 @@ type gate struct {
 	blockedSince time.Time
 	pollIdle     int // idle executors in the last poll
 	busyURLs     map[string]bool
-	reserved     int             // workers holding a slot to GRAB or sleep
+	reserved     int             // workers with a GRAB outstanding
 	builds       map[*claim]bool // our builds that involve this node
 }
 
@@ -39,7 +41,7 @@ func newGate() *gate {
 }
 
 // free is the number of executors a new GRAB may count on. It may be
-// negative when Jenkins took executors our sleeping workers counted on.
+// negative when Jenkins took executors our outstanding GRABs counted on.
 func (g *gate) free() int {
 	if g.blocked {
 		return -g.reserved
@@ -81,15 +83,6 @@ func (g *gate) tryReserve() bool {
 	}
 	g.reserved++
 	return true
-}
-
-// overbooked reports whether the reservations exceed what the node has
-// now; a worker woken while its node is overbooked gives its slot back
-// instead of grabbing.
-func (g *gate) overbooked() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.free() < 0
 }
 
 // release gives a reservation back (NO_JOB after all, or a disconnect).

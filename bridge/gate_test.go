@@ -80,18 +80,22 @@ func TestGateClosesForOfflineQuietingAndHeldNodes(t *testing.T) {
 	}
 }
 
-func TestGateOverbookedWhenJenkinsTakesExecutors(t *testing.T) {
+func TestGateNoGrabBeyondFreeExecutorsWhenJenkinsTakesOne(t *testing.T) {
 	g := newGate()
 	g.update(false, node(2), time.Now())
 	g.tryReserve()
 	g.tryReserve()
 	g.update(false, node(1), time.Now()) // Jenkins started a build of its own
-	if !g.overbooked() {
-		t.Fatal("two sleepers for one executor should be overbooked")
+	if g.free() >= 0 {
+		t.Fatalf("free = %d with two GRABs out for one executor", g.free())
+	}
+	g.release() // one GRAB got NO_JOB
+	if g.tryReserve() {
+		t.Fatal("a second GRAB for the one executor that the other GRAB counts on")
 	}
 	g.release()
-	if g.overbooked() {
-		t.Fatal("one sleeper for one executor is fine")
+	if !g.tryReserve() {
+		t.Fatal("the executor is free again once no GRAB is out")
 	}
 }
 

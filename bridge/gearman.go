@@ -114,20 +114,6 @@ func (c *gearConn) next(ctx context.Context) (*protocol.Packet, error) {
 
 var errStopped = errors.New("worker stopped")
 
-// backoff grows a retry delay up to a cap.
-type backoff struct{ d, max time.Duration }
-
-func (b *backoff) next() time.Duration {
-	if b.d == 0 {
-		b.d = 100 * time.Millisecond
-	} else {
-		b.d = min(2*b.d, b.max)
-	}
-	return b.d
-}
-
-func (b *backoff) reset() { b.d = 0 }
-
 // sleepCtx waits d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -100,21 +100,20 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // session is one connection's life: register, then grab while the gate
-// allows, run builds, sleep.
+// allows, run builds, sleep. The worker holds one of its node's gate slots
+// only while its GRAB is outstanding (and then for the build it got): a
+// worker asleep on one job server must not keep the node's executors from
+// the node's workers on the other servers.
 func (w *worker) session(ctx context.Context, conn *gearConn) error {
 	if err := conn.sendString(protocol.SetClientID, w.id); err != nil {
 		return err
 	}
 	var registered []string
 	first := true
-	reserved := false
-	defer func() {
-		if reserved {
-			w.gate.release()
-		}
-	}()
-	// wantGrab: a NOOP (or a (re)start, or a finished build) says there
-	// may be work; grab as soon as a slot is ours.
+	// wantGrab: a NOOP (or a (re)start, a change of functions, a finished
+	// build) says there may be work. It stays set until a GRAB is sent, so
+	// a wake that comes while the node has no free slot is acted on as soon
+	// as one frees: the server sends one NOOP per sleep, never another.
 	wantGrab := true
 	for {
 		if want := w.functions(); first || !slices.Equal(want, registered) {
@@ -123,50 +122,31 @@ func (w *worker) session(ctx context.Context, conn *gearConn) error {
 			}
 			registered, first, wantGrab = want, false, true
 		}
-		if len(registered) == 0 || !wantGrab && !reserved {
-			if reserved && len(registered) == 0 {
-				w.gate.release()
-				reserved = false
-			}
+		if len(registered) == 0 || !wantGrab {
+			// Asleep, holding no slot: wait for the server's NOOP.
 			if err := w.idle(ctx, conn, nil, &wantGrab); err != nil {
 				return err
 			}
 			continue
 		}
-		if !reserved {
-			if reserved = w.gate.tryReserve(); !reserved {
-				if err := w.idle(ctx, conn, w.gate.Changed(), &wantGrab); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		if !wantGrab {
-			// Sleeping with a slot: wait for the server's NOOP.
-			if err := w.idle(ctx, conn, nil, &wantGrab); err != nil {
+		// Take Changed before trying, so that a slot freed in between
+		// wakes us instead of being missed.
+		changed := w.gate.Changed()
+		if !w.gate.tryReserve() {
+			if err := w.idle(ctx, conn, changed, &wantGrab); err != nil {
 				return err
-			}
-			if wantGrab && w.gate.overbooked() {
-				// Jenkins took the executor we were counting on: give the
-				// slot back and wait for one; the server wakes another worker.
-				w.gate.release()
-				reserved = false
 			}
 			continue
 		}
 		wantGrab = false
-		// The ECHO right behind the GRAB makes any server answer the GRAB
-		// at once: gearbridge may otherwise hold a GRAB that finds no job
-		// (--grab-hold) and assign a job that arrives later, when this
-		// node may no longer have the executor the gate counted on.
-		if err := conn.sendPair(protocol.GrabJobUniq, protocol.EchoReq); err != nil {
-			return err
-		}
-		job, err := w.awaitAssignment(ctx, conn, &wantGrab)
+		job, err := w.grab(ctx, conn, &wantGrab)
 		if err != nil {
+			w.gate.release()
 			return err
 		}
 		if job == nil {
+			// NO_JOB: nothing is outstanding, so the slot goes back now.
+			w.gate.release()
 			if !wantGrab {
 				if err := conn.send(protocol.PreSleep); err != nil {
 					return err
@@ -174,12 +154,24 @@ func (w *worker) session(ctx context.Context, conn *gearConn) error {
 			}
 			continue
 		}
-		reserved = false // the reservation becomes the build's claim
+		// The reservation becomes the build's claim.
 		if err := w.runJob(ctx, conn, job, registered); err != nil {
 			return err
 		}
 		wantGrab = true
 	}
+}
+
+// grab sends one GRAB and waits for its answer: a job, or nil for NO_JOB.
+// The ECHO right behind the GRAB makes any server answer the GRAB at once:
+// gearbridge may otherwise hold a GRAB that finds no job (--grab-hold) and
+// assign a job that arrives later, when this node may no longer have the
+// executor the gate counted on, and the slot would be held meanwhile.
+func (w *worker) grab(ctx context.Context, conn *gearConn, wantGrab *bool) (*assignment, error) {
+	if err := conn.sendPair(protocol.GrabJobUniq, protocol.EchoReq); err != nil {
+		return nil, err
+	}
+	return w.awaitAssignment(ctx, conn, wantGrab)
 }
 
 // register sends the difference between two function sets, as the plugin
