@@ -2,8 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,13 +141,7 @@ func TestCLI_DamagedRecordIsQuarantined(t *testing.T) {
 	if got := w.Read(); got.Type != p.NoJob {
 		t.Fatalf("second grab: %v (the damaged job must not run)", got)
 	}
-	resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "gearbridge_store_records_quarantined_total 1") {
+	if metricValue(t, s, "gearbridge_store_records_quarantined_total") != 1 {
 		t.Errorf("/metrics does not count the quarantined record")
 	}
 	if !strings.Contains(readFile(t, s.LogPath), victim) {

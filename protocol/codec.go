@@ -66,7 +66,25 @@ type Reader struct {
 	maxPacket  uint32
 	maxLine    int
 	wantMagics string // ReqMagic for a server, ResMagic for a client
+	budget     Budget // nil: payloads are not accounted
 }
+
+// Budget accounts the memory a Reader holds for a packet it is still
+// reading. Take fails when the memory may not be had; the Reader then
+// returns the error, and the connection must be closed.
+type Budget interface {
+	Take(n int) error
+	Give(n int)
+}
+
+// SetBudget makes the Reader account payload memory with b, and read a
+// large payload in growing pieces as its bytes arrive, so that what a
+// connection holds is what it has sent, not what its header declared.
+func (r *Reader) SetBudget(b Budget) { r.budget = b }
+
+// readInPieces is the payload size above which a budgeted Reader grows the
+// payload's buffer as bytes arrive.
+const readInPieces = 1 << 20
 
 // NewReader returns a Reader for the server side of a connection. Packets
 // with a payload above maxPacket and text lines above maxLine bytes are
@@ -157,14 +175,49 @@ func (r *Reader) readPacket() (*Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	payload := make([]byte, size)
-	if _, err := io.ReadFull(r.r, payload); err != nil {
+	payload, err := r.readPayload(int(size))
+	if err != nil {
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			return nil, ErrTruncated
 		}
 		return nil, err
 	}
 	return decode(string(hdr[:4]), typ, payload, r.wantMagics)
+}
+
+// readPayload reads size bytes. With a budget, a large payload's buffer
+// doubles from readInPieces as bytes arrive, each size taken from the
+// budget first; the budget gets it all back when the packet is complete
+// (it becomes the request's own data) or the read fails.
+func (r *Reader) readPayload(size int) ([]byte, error) {
+	if r.budget == nil || size <= readInPieces {
+		payload := make([]byte, size)
+		_, err := io.ReadFull(r.r, payload)
+		return payload, err
+	}
+	held := 0
+	defer func() { r.budget.Give(held) }()
+	var payload []byte
+	for len(payload) < size {
+		if len(payload) == cap(payload) {
+			grown := min(size, max(readInPieces, 2*cap(payload)))
+			if err := r.budget.Take(grown); err != nil {
+				return nil, err
+			}
+			payload = append(make([]byte, 0, grown), payload...)
+			r.budget.Give(held) // the old buffer is garbage now
+			held = grown
+		}
+		n, err := r.r.Read(payload[len(payload):cap(payload)])
+		payload = payload[:len(payload)+n]
+		if err != nil && len(payload) < size {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return payload, nil
 }
 
 // checkHeader validates a packet header (magic, type, size limit) before

@@ -301,6 +301,10 @@ func sockaddrIP(sa syscall.Sockaddr) string {
 // triggered, so anything left is reported again) and handles every
 // complete message.
 func (l *eventLoop) readable(c *session) {
+	if c.closeRequested.Load() {
+		l.drop(c)
+		return
+	}
 	n, err := syscall.Read(c.fd, l.buf)
 	if n > 0 {
 		data := l.buf[:n]
@@ -314,10 +318,26 @@ func (l *eventLoop) readable(c *session) {
 			return
 		}
 		// Keep an incomplete message for the next read.
-		if len(rest) == 0 && cap(c.inbuf) > loopReadSize {
+		switch {
+		case len(rest) == 0 && cap(c.inbuf) > loopReadSize:
 			c.inbuf = nil // do not hold a big packet's buffer
-		} else {
+		case len(rest) > 0 && len(rest) == len(c.inbuf) && &rest[0] == &c.inbuf[0]:
+			// Nothing was consumed: the buffer already holds rest. (Copying
+			// it onto itself after every read made a large request that
+			// arrives in many reads cost quadratic time.)
+		default:
 			c.inbuf = append(c.inbuf[:0], rest...)
+		}
+		var held int64
+		if cap(c.inbuf) > loopReadSize {
+			held = int64(cap(c.inbuf)) // a large request still arriving
+		}
+		if !c.setInbuf(held) {
+			s := l.s
+			s.metrics.memoryClosed.Inc()
+			s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", c.id, "peer", c.remote, "held_bytes", held)
+			l.drop(c)
+			return
 		}
 		c.tryFlush()
 	}

@@ -27,6 +27,7 @@ type metrics struct {
 	storeErrors           prometheus.Counter
 	noops                 prometheus.Counter
 	lateResults           prometheus.Counter
+	memoryClosed          prometheus.Counter
 	unansweredAssignments prometheus.Counter
 	latency               prometheus.Histogram
 }
@@ -55,6 +56,12 @@ func newMetrics(s *Server) *metrics {
 	m.noops = counter("gearbridge_noops_sent_total", "NOOP wake-ups sent to sleeping workers.")
 	m.lateResults = counter("gearbridge_late_work_packets_dropped_total", "WORK_* packets dropped silently because their job had been taken back from the worker (CAN_DO_TIMEOUT, an unanswered held assignment).")
 	m.unansweredAssignments = counter("gearbridge_unanswered_assignments_total", "Jobs offered again because the worker that got them through a held GRAB sent nothing within the re-wake period.")
+	m.memoryClosed = counter("gearbridge_connections_closed_for_memory_total", "Connections closed because the buffer memory of all connections was over --max-buffer-memory (the largest holders first).")
+	bufferUsed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gearbridge_buffer_memory_bytes", Help: "Memory connections hold in requests still arriving and replies not yet read."},
+		func() float64 { return float64(s.buf.used.Load()) })
+	bufferLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gearbridge_buffer_memory_limit_bytes", Help: "--max-buffer-memory (0: no cap)."},
+		func() float64 { return float64(s.buf.limit) })
+	m.registry.MustRegister(m.memoryClosed, bufferUsed, bufferLimit)
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gearbridge_job_duration_seconds",
 		Help:    "Time from submit to WORK_COMPLETE.",

@@ -45,6 +45,10 @@ type Config struct {
 	// MaxOutput is the most output bytes kept for a client that does not
 	// read; beyond it the connection is closed (default 64 MiB + 1 packet).
 	MaxOutput int
+	// MaxBufferMemory caps the buffer memory of all connections together:
+	// requests still arriving and replies not yet read. Over it, the
+	// connections holding the most are closed. 0 = no cap.
+	MaxBufferMemory int64
 	// VerboseLevel is what the admin `verbose` command reports.
 	VerboseLevel string
 	// DropRestoredForeground drops restored foreground jobs (gearmand's
@@ -80,6 +84,7 @@ type Server struct {
 	// acknowledged at once.
 	volatile bool
 	metrics  *metrics
+	buf      *buffers
 
 	mu        sync.Mutex
 	functions map[string]*function
@@ -99,6 +104,7 @@ type Server struct {
 	loops       []*eventLoop
 	listeners   []net.Listener
 	closing     bool
+	bufStopped  bool // the buffer governor was told to stop
 	connWG      sync.WaitGroup
 	nextConnID  atomic.Uint64
 }
@@ -143,10 +149,12 @@ func New(cfg Config) (*Server, error) {
 		sessions:  map[uint64]*session{},
 	}
 	_, s.volatile = cfg.Store.(gearbridge.Volatile)
+	s.buf = newBuffers(cfg.MaxBufferMemory)
 	s.metrics = newMetrics(s)
 	if err := s.restore(); err != nil {
 		return nil, err
 	}
+	go s.governBuffers()
 	return s, nil
 }
 
@@ -301,6 +309,7 @@ func (s *Server) closeSession(c *session) {
 	c.outMu.Lock()
 	c.dead = true
 	c.outMu.Unlock()
+	c.releaseBuffers()
 	close(c.done)
 	c.closeConn()
 	s.metrics.connections.Dec()
@@ -325,6 +334,10 @@ func (s *Server) Close() error {
 	}
 	if s.rewakeTimer != nil {
 		s.rewakeTimer.Stop()
+	}
+	if !s.bufStopped {
+		s.bufStopped = true
+		close(s.buf.stop)
 	}
 	s.mu.Unlock()
 	s.connWG.Wait()

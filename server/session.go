@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,16 +62,23 @@ type session struct {
 	fdMu     sync.RWMutex
 	fdClosed bool
 	inbuf    []byte
-	outWatch bool // EPOLLOUT requested; guarded by outMu
+	// closeRequested: closeConn was called from elsewhere; the loop drops
+	// the connection at its next event.
+	closeRequested atomic.Bool
+	outWatch       bool // EPOLLOUT requested; guarded by outMu
 
 	// Output, guarded by outMu (a leaf lock: nothing else is taken under it).
-	outMu   sync.Mutex
-	out     []byte
-	spare   []byte
-	writing bool
-	dead    bool
-	wake    chan struct{}
-	done    chan struct{}
+	// bufIn and bufOut are the buffer memory this connection holds: an
+	// incomplete request, unsent replies (buffers.go).
+	bufIn, bufOut         int64
+	bufClosed, bufEvicted bool
+	outMu                 sync.Mutex
+	out                   []byte
+	spare                 []byte
+	writing               bool
+	dead                  bool
+	wake                  chan struct{}
+	done                  chan struct{}
 }
 
 const (
@@ -118,6 +126,7 @@ func (c *session) serve() {
 	defer c.srv.closeSession(c)
 
 	r := protocol.NewReader(c.nc, c.srv.cfg.MaxPacket, maxAdminLine)
+	r.SetBudget(inputBudget{c})
 	for {
 		msg, err := r.Read()
 		if !c.srv.handleRead(c, msg, err) {
@@ -158,6 +167,7 @@ func (c *session) queue(data []byte, other bool) bool {
 		return false
 	}
 	c.out = append(c.out, data...)
+	c.outputQueued(len(data))
 	c.outMu.Unlock()
 	if other && !c.flushQueued {
 		c.flushQueued = true
@@ -185,6 +195,7 @@ func (c *session) tryFlush() {
 		c.outMu.Unlock()
 		n, err := c.writeNow(buf)
 		c.outMu.Lock()
+		c.outputSent(n)
 		if n < len(buf) || err != nil {
 			// Keep the rest first, before anything queued meanwhile (only
 			// that is copied: a big backlog is not), and leave it to the
@@ -271,8 +282,9 @@ func (c *session) flush() error {
 		c.out, c.spare = c.spare[:0], nil
 		c.outMu.Unlock()
 		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := c.nc.Write(buf)
+		n, err := c.nc.Write(buf)
 		c.outMu.Lock()
+		c.outputSent(n)
 		if cap(buf) <= 1<<20 { // keep ordinary buffers, drop huge ones
 			c.spare = buf[:0]
 		}
@@ -338,6 +350,10 @@ func (c *session) closeConn() {
 		c.nc.Close()
 		return
 	}
+	// Linux goes on delivering what the peer sends after a shutdown, so the
+	// loop is also told to drop the connection at its next event instead
+	// of reading on.
+	c.closeRequested.Store(true)
 	c.fdMu.RLock()
 	if !c.fdClosed {
 		syscall.Shutdown(c.fd, syscall.SHUT_RDWR)

@@ -37,6 +37,7 @@ type serveFlags struct {
 	jobRetries        int
 	maxPacket         uint
 	maxConnections    int
+	maxBufferMemory   byteSize
 	logFile           string
 	verbose           string
 	pidFile           string
@@ -70,6 +71,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.restoreForeground, "restore-foreground", "detach", `restored foreground jobs: "detach" runs them, "drop" forgets them as gearmand does`)
 	fs.UintVar(&f.maxPacket, "max-packet", 64<<20, "largest accepted packet payload in bytes")
 	fs.IntVar(&f.maxConnections, "max-connections", 0, "refuse connections beyond this many (0 = no limit)")
+	f.maxBufferMemory = byteSize(defaultBufferMemory())
+	fs.Var(&f.maxBufferMemory, "max-buffer-memory", "cap on the memory all connections hold in requests still arriving and replies not yet read, e.g. 512MiB or 2GiB (default: a quarter of the machine's memory; 0: no cap); over it the connections holding the most are closed")
 	fs.StringVar(&f.verbose, "verbose", "INFO", "log level: FATAL ALERT CRITICAL ERROR WARNING NOTICE INFO DEBUG")
 	fs.StringVar(&f.handlePrefix, "job-handle-prefix", "", `job handle prefix (default "H:<hostname>")`)
 	fs.BoolVar(&f.exceptions, "exceptions", false, "turn the exceptions option on for every connection")
@@ -189,6 +192,7 @@ func runServe(args []string) error {
 		JobRetries:             f.jobRetries,
 		MaxPacket:              uint32(f.maxPacket),
 		MaxConnections:         f.maxConnections,
+		MaxBufferMemory:        int64(f.maxBufferMemory),
 		VerboseLevel:           f.verbose,
 		DropRestoredForeground: f.restoreForeground == "drop",
 		Exceptions:             f.exceptions,
@@ -387,4 +391,60 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		damaged = 1
 	}
 	ch <- prometheus.MustNewConstMetric(metaDesc, prometheus.GaugeValue, damaged)
+}
+
+// byteSize is a flag value in bytes, written as 1048576, 512MiB, 2GiB, 64KiB,
+// 1.5GB and the like (binary and decimal units).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(v string) error {
+	n, err := parseByteSize(v)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	mult   float64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+}
+
+func parseByteSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := 1.0
+	for _, u := range byteUnits {
+		if strings.HasSuffix(strings.ToUpper(s), strings.ToUpper(u.suffix)) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f*mult > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (say 512MiB or 2GiB)", v)
+	}
+	return int64(f * mult), nil
+}
+
+// defaultBufferMemory is a quarter of the machine's memory (MemTotal), or
+// 1 GiB where that cannot be read.
+func defaultBufferMemory() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil && kb > 0 {
+					return kb << 10 / 4
+				}
+			}
+		}
+	}
+	return 1 << 30
 }

@@ -86,3 +86,22 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 		t.Fatalf("exit code %d for %v", exitCode(err), err)
 	}
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30, "64KiB": 64 << 10,
+		"1.5GB": 1_500_000_000, "256M": 256 << 20, "3g": 3 << 30, "100B": 100,
+	} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1MiB", "ten", "1XB"} {
+		if _, err := parseByteSize(bad); err == nil {
+			t.Errorf("parseByteSize(%q) accepted", bad)
+		}
+	}
+	if d := defaultBufferMemory(); d < 64<<20 {
+		t.Errorf("default buffer memory %d", d)
+	}
+}

@@ -1,0 +1,263 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+// Buffer memory is what connections hold for the server in bytes not yet
+// handled or not yet sent: a large request that is still arriving, and
+// replies that a client has not read. Each connection has its own caps
+// (MaxPacket, MaxOutput); Config.MaxBufferMemory caps their sum, so that
+// many connections at their caps cannot take the machine's memory. When
+// the sum goes over, the connections holding the most are closed first
+// (a governor goroutine picks them); well-behaved clients hold little and
+// are never picked.
+//
+// Accounting: a session's bufIn and bufOut are guarded by its outMu, and
+// every change to them goes to buffers.used as well. closeSession gives
+// back what the session still holds and marks it bufClosed, after which
+// late takes and gives for it (a writer finishing) change nothing.
+type buffers struct {
+	limit int64 // 0: no limit
+	used  atomic.Int64
+	kick  chan struct{} // wakes the governor
+	stop  chan struct{}
+
+	// governor goroutine only
+	peak      int64
+	lastFree  time.Time
+	tight     bool  // the runtime's memory limit is ours (see tighten)
+	userLimit int64 // the memory limit before (GOMEMLIMIT, or none)
+}
+
+// errOverBudget is returned to a reader that would take buffer memory far
+// past the limit before the governor could act.
+var errOverBudget = errors.New("buffer memory over --max-buffer-memory")
+
+func newBuffers(limit int64) *buffers {
+	return &buffers{limit: limit, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+func (b *buffers) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// added notes that the total grew to total.
+func (b *buffers) added(total int64) {
+	if b.limit > 0 && total > b.limit/2 {
+		b.wake()
+	}
+}
+
+// hardLimit is where a reader is refused at once instead of waiting for the
+// governor to close someone.
+func (b *buffers) hardLimit() int64 { return b.limit + b.limit/4 }
+
+// inputBudget is a session's protocol.Budget for the payloads it reads.
+type inputBudget struct{ c *session }
+
+func (ib inputBudget) Take(n int) error {
+	c, b := ib.c, ib.c.srv.buf
+	c.outMu.Lock()
+	if c.bufClosed {
+		c.outMu.Unlock()
+		return net.ErrClosed
+	}
+	total := b.used.Add(int64(n))
+	if b.limit > 0 && total > b.hardLimit() {
+		b.used.Add(-int64(n))
+		c.outMu.Unlock()
+		b.wake()
+		return errOverBudget
+	}
+	c.bufIn += int64(n)
+	c.outMu.Unlock()
+	b.added(total)
+	return nil
+}
+
+func (ib inputBudget) Give(n int) {
+	c := ib.c
+	c.outMu.Lock()
+	if !c.bufClosed {
+		c.bufIn -= int64(n)
+		c.srv.buf.used.Add(-int64(n))
+	}
+	c.outMu.Unlock()
+	if n >= 1<<20 {
+		c.srv.buf.wake() // a peak may be over: see returnMemory
+	}
+}
+
+// setInbuf accounts an event-loop connection's buffer for an incomplete
+// request (held bytes: its capacity, or 0). It reports false when the
+// connection must be closed for taking too much.
+func (c *session) setInbuf(held int64) bool {
+	b := c.srv.buf
+	c.outMu.Lock()
+	if c.bufClosed {
+		c.outMu.Unlock()
+		return true
+	}
+	delta := held - c.bufIn
+	total := b.used.Add(delta)
+	if delta > 0 && b.limit > 0 && total > b.hardLimit() {
+		b.used.Add(-delta)
+		c.outMu.Unlock()
+		b.wake()
+		return false
+	}
+	c.bufIn = held
+	c.outMu.Unlock()
+	if delta > 0 {
+		b.added(total)
+	} else if delta <= -(1 << 20) {
+		b.wake()
+	}
+	return true
+}
+
+// outputQueued and outputSent account replies; outMu must be held.
+func (c *session) outputQueued(n int) {
+	if c.bufClosed {
+		return
+	}
+	c.bufOut += int64(n)
+	c.srv.buf.added(c.srv.buf.used.Add(int64(n)))
+}
+
+func (c *session) outputSent(n int) {
+	if c.bufClosed || n == 0 {
+		return
+	}
+	c.bufOut -= int64(n)
+	c.srv.buf.used.Add(-int64(n))
+}
+
+// releaseBuffers gives back all that c holds; it is closing.
+func (c *session) releaseBuffers() {
+	c.outMu.Lock()
+	held := c.bufIn + c.bufOut
+	c.srv.buf.used.Add(-held)
+	c.bufIn, c.bufOut, c.bufClosed = 0, 0, true
+	c.outMu.Unlock()
+	if held >= 1<<20 {
+		c.srv.buf.wake()
+	}
+}
+
+// governBuffers runs until the server closes: it closes the connections
+// that hold the most while the total is over the limit, and gives memory
+// back to the system after a peak.
+func (s *Server) governBuffers() {
+	for {
+		select {
+		case <-s.buf.kick:
+		case <-s.buf.stop:
+			return
+		}
+		s.tighten()
+		s.evictOverLimit()
+		s.returnMemory()
+	}
+}
+
+// tighten makes the garbage collector keep the heap near what is live
+// while buffers are over half the limit. Buffers churn (a request's
+// buffer grows by copies, replies are appended), and with the default
+// pacing the heap may grow to twice what is live before a collection: a
+// limit on buffers alone would not bound the process. The runtime's soft
+// memory limit is set to what the heap held apart from buffers, plus the
+// buffer limit and some room, and given back (to GOMEMLIMIT, or none) once
+// buffers are under a quarter of the limit: in normal operation the
+// collector paces itself as usual.
+func (s *Server) tighten() {
+	b := s.buf
+	if b.limit <= 0 {
+		return
+	}
+	used := b.used.Load()
+	switch {
+	case used > b.limit/2 && !b.tight:
+		// What the heap held apart from buffers at the last collection,
+		// taken once, as the surge begins: later collections count the
+		// buffers of connections being closed, no longer in used.
+		sample := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		rtmetrics.Read(sample)
+		var live int64
+		if sample[0].Value.Kind() == rtmetrics.KindUint64 {
+			live = int64(sample[0].Value.Uint64())
+		}
+		base := max(0, live-used)
+		b.userLimit = debug.SetMemoryLimit(-1)
+		b.tight = true
+		debug.SetMemoryLimit(min(b.userLimit, base+b.limit+32<<20))
+	case used < b.limit/4 && b.tight:
+		debug.SetMemoryLimit(b.userLimit)
+		b.tight = false
+	}
+}
+
+// evictOverLimit closes the connections holding the most buffer memory
+// until the rest fits under the limit. Connections already closing count
+// as freed: their memory goes back when they are gone.
+func (s *Server) evictOverLimit() {
+	b := s.buf
+	for b.limit > 0 && b.used.Load() > b.limit {
+		var victim *session
+		var most, closing int64
+		s.mu.Lock()
+		for _, c := range s.sessions {
+			c.outMu.Lock()
+			held, evicted := c.bufIn+c.bufOut, c.bufEvicted
+			c.outMu.Unlock()
+			if evicted {
+				closing += held
+			} else if held > most {
+				victim, most = c, held
+			}
+		}
+		s.mu.Unlock()
+		total := b.used.Load()
+		if victim == nil || total-closing <= b.limit {
+			return
+		}
+		victim.outMu.Lock()
+		victim.bufEvicted = true
+		victim.outMu.Unlock()
+		s.metrics.memoryClosed.Inc()
+		s.log.Warn("closing the connection that holds the most buffer memory: the total is over --max-buffer-memory",
+			"conn", victim.id, "peer", victim.remote, "held_bytes", most, "total_bytes", total, "limit_bytes", b.limit)
+		victim.closeConn()
+	}
+}
+
+// returnMemory gives freed buffer memory back to the system once the total
+// has fallen to a quarter of a peak of 64 MiB or more: the Go heap keeps a
+// peak's pages otherwise, for minutes.
+func (s *Server) returnMemory() {
+	b := s.buf
+	used := b.used.Load()
+	if used > b.peak {
+		b.peak = used
+		return
+	}
+	if b.peak < 64<<20 || used > b.peak/4 {
+		return
+	}
+	if wait := time.Second - time.Since(b.lastFree); wait > 0 {
+		time.AfterFunc(wait, b.wake) // not more than once a second
+		return
+	}
+	b.peak = used
+	b.lastFree = time.Now()
+	debug.FreeOSMemory()
+}
