@@ -29,6 +29,8 @@ type master struct {
 	stopped map[string]bool     // build URLs stopped through stop:
 	wg      sync.WaitGroup
 	pollNow chan struct{}
+
+	offline map[string]*offlineDuty // single-use nodes to take offline, by name (singleuse.go)
 }
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {
@@ -42,6 +44,7 @@ func newMaster(b *Bridge, cfg MasterConfig) *master {
 		workers: map[string]*worker{},
 		running: map[string]*project{},
 		stopped: map[string]bool{},
+		offline: map[string]*offlineDuty{},
 		pollNow: make(chan struct{}, 1),
 	}
 }
@@ -124,12 +127,14 @@ func (m *master) pollOnce(ctx context.Context) error {
 // node (and Gearman server), each registering its node's functions.
 func (m *master) apply(ctx context.Context, snap *snapshot) {
 	want := map[string]bool{}
+	m.checkOffline(snap)
 	for _, n := range snap.nodes {
 		g := m.gates[n.name]
 		if g == nil {
 			g = newGate()
 			m.gates[n.name] = g
 		}
+		g.setOfflinePending(m.offlinePending(n.name))
 		g.update(snap.quietingDown, n, snap.began)
 		fns := snap.functions(n)
 		for i := 0; i < n.executors; i++ {

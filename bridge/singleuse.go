@@ -1,0 +1,206 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Single-use nodes (OFFLINE_NODE_WHEN_COMPLETE). The plugin held its node
+// lock for the whole build and took the node offline in a finally, so no
+// other build ever started there. Over REST the bridge cannot block
+// Jenkins' own queue; instead it takes the node temporarily offline as
+// soon as it sees the build start there (a temporarily offline node
+// finishes its running build and starts no new one), and keeps the node's
+// gate closed to every worker until a poll shows the node offline. The
+// duty outlives the job: a refused or failed request is retried until it
+// takes, and only a poll that began after a successful request and shows
+// the node temporarily offline ends it. An operator who later brings the
+// node back online opens its gate again: the promise is kept by the node
+// being offline, not by the bridge refusing it forever.
+
+// offlineDuty is one node that must be taken offline.
+type offlineDuty struct {
+	node string
+	// posted is when a request was last accepted (zero: send one). Guarded
+	// by master.mu, like the master's offline map.
+	posted time.Time
+	// wake is signalled when a poll has looked at the duty.
+	wake chan struct{}
+	done chan struct{} // closed when the node was seen offline (or deleted)
+}
+
+// setOfflinePending opens or closes the gate for a pending offline duty.
+func (g *gate) setOfflinePending(on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.offlinePending == on {
+		return
+	}
+	g.offlinePending = on
+	g.notify()
+}
+
+// requireOffline closes node's gate at once and makes sure the node is
+// taken temporarily offline, retrying until a poll shows it offline. It
+// returns without waiting; calling it again for a node with a duty
+// already pending asks for another request (the plugin's finally, for a
+// node an operator brought back during the build).
+func (m *master) requireOffline(ctx context.Context, node, why string) {
+	if ctx.Err() != nil {
+		return // shutting down: the job's build ref makes the next start do it
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g := m.gates[node]; g != nil {
+		g.setOfflinePending(true)
+	}
+	if d := m.offline[node]; d != nil {
+		d.posted = time.Time{}
+		signal(d.wake)
+		return
+	}
+	d := &offlineDuty{node: node, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	m.offline[node] = d
+	m.log.Info("taking the node offline: a single-use build (OFFLINE_NODE_WHEN_COMPLETE) ran there; it takes no other job until Jenkins shows it offline", "node", node, "why", why)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.enforceOffline(ctx, d)
+	}()
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// enforceOffline sends the offline request until it is accepted and a
+// later poll shows the node offline.
+func (m *master) enforceOffline(ctx context.Context, d *offlineDuty) {
+	bo := backoff{max: max(m.pollInterval(), time.Second)}
+	var lastLog time.Time
+	lastStatus := -1
+	for {
+		m.mu.Lock()
+		post := d.posted.IsZero()
+		m.mu.Unlock()
+		if post {
+			err := m.takeOffline(ctx, d.node)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				// Log the first failure and then once a minute or when the
+				// answer changes, not every retry.
+				if s := statusOf(err); s != lastStatus || time.Since(lastLog) > time.Minute {
+					m.logOfflineFailure(d.node, err)
+					lastStatus, lastLog = s, time.Now()
+				}
+				if sleepCtx(ctx, bo.next()) != nil {
+					return
+				}
+				continue
+			}
+			if lastStatus != -1 {
+				m.log.Info("Jenkins accepted the request to take the node offline", "node", d.node)
+			}
+			bo.reset()
+			m.mu.Lock()
+			d.posted = time.Now()
+			m.mu.Unlock()
+			signal(m.pollNow) // confirm soon
+		}
+		select {
+		case <-d.done:
+			return
+		case <-d.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (m *master) logOfflineFailure(node string, err error) {
+	switch s := statusOf(err); {
+	case s == http.StatusForbidden:
+		m.log.Error("Jenkins refused to take a single-use node offline (HTTP 403): the user needs Agent/Disconnect (Computer/Disconnect); retrying. The node stays closed to Gearman jobs, but Jenkins may start its own builds there", "node", node, "err", err)
+	case s != 0:
+		m.log.Error("could not take a single-use node offline; retrying. The node stays closed to Gearman jobs, but Jenkins may start its own builds there", "node", node, "status", s, "err", err)
+	default:
+		m.log.Warn("could not take a single-use node offline: Jenkins master unreachable; retrying, and the node stays closed until Jenkins shows it offline", "node", node, "err", err)
+	}
+}
+
+// checkOffline looks at the pending duties in a fresh snapshot: a node
+// that shows temporarily offline in a poll that began after our request
+// was accepted is done; one still online needs another request. Called
+// with m.mu held, before the gates are updated.
+func (m *master) checkOffline(snap *snapshot) {
+	for name, d := range m.offline {
+		n := snap.nodes[name]
+		switch {
+		case n == nil:
+			m.log.Info("the single-use node was deleted; nothing can start on it", "node", name)
+		case d.posted.IsZero() || !snap.began.After(d.posted):
+			continue // no request yet, or the poll may predate it
+		case n.tempOffline:
+			m.log.Info("the single-use node is offline", "node", name)
+		default:
+			m.log.Warn("the single-use node is still online after Jenkins accepted the request to take it offline; asking again", "node", name)
+			d.posted = time.Time{}
+			signal(d.wake)
+			continue
+		}
+		delete(m.offline, name)
+		close(d.done)
+	}
+}
+
+// offlinePending reports whether node still has to be taken offline.
+// Called with m.mu held.
+func (m *master) offlinePending(node string) bool { return m.offline[node] != nil }
+
+// singleUseNode is the node a single-use job must take offline when it
+// ends: the one its build was seen on, or, when the build was never seen
+// to start, the worker's node, which the build was for (fail closed). ok
+// is false when the job never reached a node of ours.
+func (r *buildRun) singleUseNode() (node string, ok bool) {
+	if r.ref.Node != nil {
+		return *r.ref.Node, true
+	}
+	if r.m != r.w.m {
+		return "", false // re-attached to another master's build whose node we never saw
+	}
+	return r.w.node, true
+}
+
+// ranOn records the node the build runs on and, for a single-use job,
+// takes it offline now: a build waiting in Jenkins' queue for that node
+// must not start there when ours ends.
+func (r *buildRun) ranOn(ctx context.Context, builtOn string) {
+	if r.ref.Node == nil || *r.ref.Node != builtOn {
+		r.ref.Node = &builtOn
+		r.m.saveRef(r.refKey, r.ref)
+	}
+	if r.hold {
+		r.m.requireOffline(ctx, builtOn, "build "+r.ref.URL+" started")
+	}
+}
+
+// endSingleUse takes the node of a single-use job offline once more when
+// the job ends, on every path (the plugin's finally), unless the bridge is
+// shutting down: then the build goes on and the next start re-attaches.
+func (r *buildRun) endSingleUse(ctx context.Context) {
+	if !r.hold || ctx.Err() != nil {
+		return
+	}
+	node, ok := r.singleUseNode()
+	if !ok {
+		r.w.log.Error("a single-use job ended but the node its build ran on is unknown; take it offline by hand", "handle", r.job.handle, "master", r.m.cfg.Name, "build", r.ref.URL)
+		return
+	}
+	r.m.requireOffline(ctx, node, "job "+r.job.handle+" ended")
+}
