@@ -31,6 +31,10 @@ type master struct {
 	pollNow chan struct{}
 
 	offline map[string]*offlineDuty // single-use nodes to take offline, by name (singleuse.go)
+	// The first polls look for single-use builds already running (singleuse.go);
+	// used by the polling goroutine only.
+	scanned   bool
+	unscanned map[string]string // running build URL -> node
 }
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {
@@ -110,6 +114,9 @@ func (m *master) run(ctx context.Context) {
 func (m *master) pollOnce(ctx context.Context) error {
 	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
+	if err == nil {
+		m.scanRunning(ctx, snap)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {

@@ -2,7 +2,10 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -161,7 +164,9 @@ func (m *master) checkOffline(snap *snapshot) {
 
 // offlinePending reports whether node still has to be taken offline.
 // Called with m.mu held.
-func (m *master) offlinePending(node string) bool { return m.offline[node] != nil }
+func (m *master) offlinePending(node string) bool {
+	return m.offline[node] != nil || m.closedForScan(node)
+}
 
 // singleUseNode is the node a single-use job must take offline when it
 // ends: the one its build was seen on, or, when the build was never seen
@@ -203,4 +208,82 @@ func (r *buildRun) endSingleUse(ctx context.Context) {
 		return
 	}
 	r.m.requireOffline(ctx, node, "job "+r.job.handle+" ended")
+}
+
+// scanRunning looks, after a start, at the builds that run on the
+// master's nodes: a single-use build among them (a job whose bridge was
+// restarted, or one from a job server whose jobs cannot be re-attached)
+// has its node taken offline now, as if it had just started. Until a
+// node's builds are checked, its gate stays closed (offlinePending). It
+// runs in the polling goroutine, before the snapshot is applied.
+func (m *master) scanRunning(ctx context.Context, snap *snapshot) {
+	if m.scanned {
+		return
+	}
+	if m.unscanned == nil {
+		m.unscanned = map[string]string{}
+		for _, n := range snap.nodes {
+			for u := range n.busyURLs {
+				m.unscanned[u] = n.name
+			}
+		}
+	}
+	for u, node := range m.unscanned {
+		single, err := m.singleUseBuild(ctx, u)
+		switch {
+		case err != nil && !isNotFound(err):
+			m.log.Warn("cannot read a running build's parameters; its node stays closed until they are read", "build", u, "node", node, "err", err)
+			continue
+		case single:
+			m.requireOffline(ctx, node, "build "+u+" was running when the bridge started")
+		}
+		delete(m.unscanned, u)
+	}
+	if len(m.unscanned) == 0 {
+		m.scanned, m.unscanned = true, nil
+	}
+}
+
+// singleUseBuild reports whether the build at buildURL has a true
+// OFFLINE_NODE_WHEN_COMPLETE parameter.
+func (m *master) singleUseBuild(ctx context.Context, buildURL string) (bool, error) {
+	u, err := url.Parse(buildURL)
+	if err != nil {
+		return false, fmt.Errorf("build URL %q: %w", buildURL, err)
+	}
+	// Jenkins' root URL may name another host than the bridge's URL: use
+	// the path below the master's base.
+	path := strings.TrimPrefix(u.Path, m.jc.base.Path)
+	path = strings.TrimPrefix(path, "/")
+	var b struct {
+		Actions []parametersJSON `json:"actions"`
+	}
+	if err := m.jc.getJSON(ctx, path, "actions[parameters[name,value]]", &b); err != nil {
+		return false, err
+	}
+	for _, a := range b.Actions {
+		for _, p := range a.Parameters {
+			if p.Name != "OFFLINE_NODE_WHEN_COMPLETE" {
+				continue
+			}
+			switch v := p.Value.(type) {
+			case string:
+				return v == "1" || v == "true" || v == "True" || v == "TRUE", nil
+			case bool:
+				return v, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// closedForScan reports whether node runs a build not yet scanned.
+// Called from the polling goroutine.
+func (m *master) closedForScan(node string) bool {
+	for _, n := range m.unscanned {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }

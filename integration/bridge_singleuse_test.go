@@ -280,3 +280,48 @@ func TestBridge_SingleUse_UnreachableMasterTakesTheNodeOfflineWhenBack(t *testin
 		t.Fatalf("next job: %v %v %s", res.packets, res.data, res.reason)
 	}
 }
+
+// The bridge restarts while a single-use build runs and Jenkins still
+// refuses to take the node offline: the restarted bridge finds the build
+// among the running ones and keeps the node's free executor closed.
+func TestBridge_SingleUse_RestartKeepsTheNodeClosed(t *testing.T) {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n1", Executors: 2}))
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Concurrent: true,
+		Params: []jenkinstest.ParamSpec{{Name: "OFFLINE_NODE_WHEN_COMPLETE"}}}))
+	must(t, e.HoldBuilds("job"))
+	m := rigMaster{name: "m", emu: e}
+	rig := startBridgeRig(t, nil, m)
+	rig.waitRegistered("build:job", 2)
+	remove, err := e.InjectFault("^POST /computer/n1/changeOfflineCause$", jenkinstest.Fault{Status: 403})
+	must(t, err)
+	first := rig.submit(protocol.SubmitJob, "build:job", "", singleUse)
+	first.started(10 * time.Second)
+	eventually(t, 10*time.Second, "a refused offline request", func() bool {
+		return e.CountRequests("^POST /computer/n1/changeOfflineCause$") >= 1
+	})
+
+	rig.stopBridge()
+	// The next job comes first in the queue, before the single-use job
+	// that the restarted bridge will re-attach.
+	next := rig.submit(protocol.SubmitJobHigh, "build:job", "", nil)
+	e.StopHolding()
+	rig.startBridge(m)
+	waitPolls(t, e, 3)
+	noBuildAfter(t, e, "n1", 1)
+	if t.Failed() {
+		t.FailNow()
+	}
+	remove()
+	takenOffline(t, e, "n1")
+	_, err = e.Release("job")
+	must(t, err)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "fresh", Executors: 1}))
+	if res := next.wait(10 * time.Second); res.data["node_name"] != "fresh" {
+		t.Fatalf("next job: %v %v %s", res.packets, res.data, res.reason)
+	}
+	if res := first.wait(10 * time.Second); res.data["result"] != "SUCCESS" {
+		t.Fatalf("single-use job: %v %v %s", res.packets, res.data, res.reason)
+	}
+	noBuildAfter(t, e, "n1", 1)
+}
