@@ -106,6 +106,9 @@ type buildRun struct {
 	ref    buildRef
 	params map[string]string
 	hold   bool // OFFLINE_NODE_WHEN_COMPLETE
+	// firstHold: no other single-use job held the node when this one was
+	// grabbed (singleuse.go).
+	firstHold bool
 
 	claim       *claim
 	claimGate   *gate
@@ -143,7 +146,7 @@ func (r *buildRun) run(ctx context.Context) error {
 	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
 	case "1", "true", "True", "TRUE":
 		r.hold = true
-		r.claimGate.holdNode(r.claim)
+		r.firstHold = r.claimGate.holdFirst(r.claim)
 	}
 	if ref, ok := r.m.loadRef(r.refKey); ok {
 		if m := r.m.bridge.master(ref.Master); m != nil {
@@ -152,6 +155,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		}
 	}
 	if r.ref.QueueID == 0 {
+		if err := r.singleUseTurn(ctx); err != nil {
+			return err
+		}
 		if err := r.trigger(ctx); err != nil {
 			return err
 		}

@@ -193,6 +193,7 @@ func (r *buildRun) ranOn(ctx context.Context, builtOn string) {
 	if r.hold {
 		r.m.requireOffline(ctx, builtOn, "build "+r.ref.URL+" started")
 	}
+	r.claimGate.poke() // a single-use job may wait for this start
 }
 
 // endSingleUse takes the node of a single-use job offline once more when
@@ -286,4 +287,80 @@ func (m *master) closedForScan(node string) bool {
 		}
 	}
 	return false
+}
+
+// holdFirst makes c keep the whole node (OFFLINE_NODE_WHEN_COMPLETE) and
+// reports whether no other single-use job held it already.
+func (g *gate) holdFirst(c *claim) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	first := true
+	for o := range g.builds {
+		if o != c && o.holdNode && !o.finished {
+			first = false
+		}
+	}
+	c.holdNode = true
+	return first
+}
+
+// heldByOther reports whether a single-use job other than c holds the node.
+func (g *gate) heldByOther(c *claim) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for o := range g.builds {
+		if o != c && o.holdNode && !o.finished {
+			return true
+		}
+	}
+	return false
+}
+
+// othersUnstarted reports whether another of our jobs on this node has
+// not seen its build start yet.
+func (g *gate) othersUnstarted(c *claim) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for o := range g.builds {
+		if o != c && o.url == "" && !o.finished {
+			return true
+		}
+	}
+	return false
+}
+
+// poke wakes whoever waits on the gate (a build started).
+func (g *gate) poke() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.notify()
+}
+
+// singleUseTurn keeps the plugin's order on a node with several
+// executors. The plugin grabbed for one executor of a node at a time and
+// let the next grab happen only once the build had started, so no build
+// started on a node after a single-use one. Here several executors of a
+// node may grab at once, so before its trigger a single-use job waits
+// until our other jobs on the node have seen their builds start, and a job
+// that finds the node held by a single-use job grabbed at the same time
+// ends with WORK_EXCEPTION instead (Zuul runs it again, elsewhere).
+func (r *buildRun) singleUseTurn(ctx context.Context) error {
+	g := r.claimGate
+	if !r.hold && g.heldByOther(r.claim) || r.hold && !r.firstHold {
+		return failf("node %q is reserved for a single-use build (OFFLINE_NODE_WHEN_COMPLETE) grabbed at the same time", r.w.node)
+	}
+	if !r.hold {
+		return nil
+	}
+	for {
+		changed := g.Changed()
+		if !g.othersUnstarted(r.claim) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

@@ -72,3 +72,31 @@ func TestCheckOfflineNeedsAPollAfterTheRequest(t *testing.T) {
 		t.Fatal("a deleted node has nothing left to take offline")
 	}
 }
+
+// Two jobs grabbed at once on one node: only the first single-use one
+// keeps it, and it waits for the other builds to start.
+func TestGateSingleUseOrder(t *testing.T) {
+	g := newGate()
+	g.update(false, node(3), time.Now())
+	g.tryReserve()
+	g.tryReserve()
+	g.tryReserve()
+	other, a, b := g.startBuild(), g.startBuild(), g.startBuild()
+	if g.heldByOther(other) {
+		t.Fatal("nothing holds the node yet")
+	}
+	if !g.holdFirst(a) || g.holdFirst(b) {
+		t.Fatal("the first single-use job holds the node, the second does not")
+	}
+	if !g.heldByOther(other) {
+		t.Fatal("an ordinary job must see the hold")
+	}
+	if !g.othersUnstarted(a) {
+		t.Fatal("other has not started")
+	}
+	g.finished(b)
+	g.started(other, "http://j/job/x/1/")
+	if g.othersUnstarted(a) {
+		t.Fatal("everything else started or ended")
+	}
+}

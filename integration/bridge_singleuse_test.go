@@ -325,3 +325,57 @@ func TestBridge_SingleUse_RestartKeepsTheNodeClosed(t *testing.T) {
 	}
 	noBuildAfter(t, e, "n1", 1)
 }
+
+// Two executors of one node grab at once: an ordinary job whose build
+// cannot start yet, then a single-use job. The single-use build must not
+// start first (the other would then start on the node after it, or wait
+// for the offline node for ever): it waits until the other has started.
+func TestBridge_SingleUse_WaitsForTheNodesOtherBuildsToStart(t *testing.T) {
+	e := newJenkins(t)
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "n1", Executors: 2}))
+	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "x", Executors: 1}))
+	node := jenkinstest.ParamSpec{Name: "NODE", Type: jenkinstest.NodeParam}
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "other", Params: []jenkinstest.ParamSpec{node}})) // not concurrent
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Concurrent: true,
+		Params: []jenkinstest.ParamSpec{node, {Name: "OFFLINE_NODE_WHEN_COMPLETE"}}}))
+	must(t, e.HoldBuilds(""))
+	// A build of Jenkins' own on x blocks the next build of "other".
+	_, err := e.Trigger("other", map[string]string{"NODE": "x"}, 0)
+	must(t, err)
+	eventually(t, 5*time.Second, "the native build on x", func() bool { return len(e.RunningBuilds()) == 1 })
+
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    node_parameter: NODE\n"})
+	rig.waitRegistered("build:job", 3)
+	ordinary := rig.submit(protocol.SubmitJob, "build:other", "", nil)
+	eventually(t, 10*time.Second, "the ordinary build blocked in Jenkins' queue", func() bool {
+		items := e.QueueItems()
+		return len(items) == 1 && items[0].State == "blocked"
+	})
+	single := rig.submit(protocol.SubmitJob, "build:job", "", singleUse)
+	eventually(t, 10*time.Second, "the single-use job grabbed", func() bool {
+		return statusFunctions(t, rig.addr)["build:job"][1] == "1"
+	})
+	waitPolls(t, e, 3)
+	if b := e.Builds("job"); len(b) != 0 {
+		t.Fatalf("the single-use build started while another build for its node had not: %+v", b)
+	}
+
+	// The native build ends: the ordinary build starts on n1, then the
+	// single-use one, and then nothing more.
+	must(t, e.FinishBuild("other", 1, jenkinstest.ResultSuccess))
+	if d := ordinary.started(10 * time.Second); d["node_name"] != "n1" {
+		t.Fatalf("ordinary build on %v", d["node_name"])
+	}
+	if d := single.started(10 * time.Second); d["node_name"] != "n1" {
+		t.Fatalf("single-use build on %v", d["node_name"])
+	}
+	takenOffline(t, e, "n1")
+	o, s := e.Builds("other")[1], e.Builds("job")[0]
+	if !o.Start.Before(s.Start) {
+		t.Fatalf("ordinary build started %v, single-use %v", o.Start, s.Start)
+	}
+	e.StopHolding()
+	e.Release("")
+	ordinary.wait(10 * time.Second)
+	single.wait(10 * time.Second)
+}
