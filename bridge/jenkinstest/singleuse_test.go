@@ -30,7 +30,7 @@ func TestSingleUse_NativeBuildWaitsForTheNodeAndHonoursTemporarilyOffline(t *tes
 		}
 		item := "/queue/item/" + strconv.Itoa(id) + "/"
 		eventually(t, "the native build waiting for n1", func() bool {
-			return str(c.json(item+"api/json")["why"]) == "Waiting for next available executor on ‘n1’"
+			return str(c.json(item + "api/json")["why"]) == "Waiting for next available executor on ‘n1’"
 		})
 		if takeOffline {
 			if r := c.post("/computer/n1/changeOfflineCause", url.Values{"offlineMessage": {"single use"}}); r.status != 302 {
@@ -47,7 +47,7 @@ func TestSingleUse_NativeBuildWaitsForTheNodeAndHonoursTemporarilyOffline(t *tes
 			continue
 		}
 		eventually(t, "the native build waiting for the offline node", func() bool {
-			return str(c.json(item+"api/json")["why"]) == "‘n1’ is offline"
+			return str(c.json(item + "api/json")["why"]) == "‘n1’ is offline"
 		})
 		if b := e.Builds("native"); len(b) != 0 {
 			t.Fatalf("a build started on a temporarily offline node: %+v", b)
