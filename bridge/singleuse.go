@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
+
+// scanParallel is how many running builds scanRunning reads at once.
+const scanParallel = 8
 
 // Single-use nodes (OFFLINE_NODE_WHEN_COMPLETE). The plugin held its node
 // lock for the whole build and took the node offline in a finally, so no
@@ -229,15 +233,34 @@ func (m *master) scanRunning(ctx context.Context, snap *snapshot) {
 			}
 		}
 	}
+	// A few requests at a time: a big master may run hundreds of builds,
+	// and no worker starts before the first scan.
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, scanParallel)
+		done []string
+	)
 	for u, node := range m.unscanned {
-		single, err := m.singleUseBuild(ctx, u)
-		switch {
-		case err != nil && !isNotFound(err):
-			m.log.Warn("cannot read a running build's parameters; its node stays closed until they are read", "build", u, "node", node, "err", err)
-			continue
-		case single:
-			m.requireOffline(ctx, node, "build "+u+" was running when the bridge started")
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			single, err := m.singleUseBuild(ctx, u)
+			switch {
+			case err != nil && !isNotFound(err):
+				m.log.Warn("cannot read a running build's parameters; its node stays closed until they are read", "build", u, "node", node, "err", err)
+				return
+			case single:
+				m.requireOffline(ctx, node, "build "+u+" was running when the bridge started")
+			}
+			mu.Lock()
+			done = append(done, u)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, u := range done {
 		delete(m.unscanned, u)
 	}
 	if len(m.unscanned) == 0 {
