@@ -109,6 +109,9 @@ type buildRun struct {
 	// firstHold: no other single-use job held the node when this one was
 	// grabbed (singleuse.go).
 	firstHold bool
+	// triggerLost: the trigger failed in a way that may have queued a
+	// build all the same.
+	triggerLost bool
 
 	claim       *claim
 	claimGate   *gate
@@ -237,6 +240,7 @@ func (r *buildRun) trigger(ctx context.Context) error {
 		}
 	}
 	r.m.metrics.triggers.Inc()
+	r.triggerLost = err != nil && mayHaveQueued(err)
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
 			return failf("project %s is not buildable (disabled?)", r.proj.fullName)

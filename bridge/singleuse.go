@@ -201,10 +201,17 @@ func (r *buildRun) ranOn(ctx context.Context, builtOn string) {
 }
 
 // endSingleUse takes the node of a single-use job offline once more when
-// the job ends, on every path (the plugin's finally), unless the bridge is
-// shutting down: then the build goes on and the next start re-attaches.
+// the job ends, on every path on which a build may have run (the plugin's
+// finally), unless the bridge is shutting down: then the build goes on and
+// the next start re-attaches.
 func (r *buildRun) endSingleUse(ctx context.Context) {
 	if !r.hold || ctx.Err() != nil {
+		return
+	}
+	if r.ref.QueueID == 0 && !r.triggerLost {
+		// Jenkins refused the trigger (or it was never sent): no build ran,
+		// the node is still clean. Taking it offline would let one broken
+		// job drain the pool as Zuul retries it.
 		return
 	}
 	node, ok := r.singleUseNode()

@@ -379,3 +379,35 @@ func TestBridge_SingleUse_WaitsForTheNodesOtherBuildsToStart(t *testing.T) {
 	ordinary.wait(10 * time.Second)
 	single.wait(10 * time.Second)
 }
+
+// A trigger that Jenkins refused ran nothing: the node stays in service
+// (otherwise one broken job would drain the pool as Zuul retries it). A
+// trigger whose answer was lost may have queued a build that nobody
+// follows: the node is taken offline (fail closed).
+func TestBridge_SingleUse_FailedTriggers(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		e := singleUseJenkins(t, "n1", "n1")
+		rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+		rig.waitRegistered("build:job", 1)
+		remove, err := e.InjectFault("^POST /job/job/buildWithParameters$", jenkinstest.Fault{Status: 400, Body: "bad"})
+		must(t, err)
+		expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:job", "", singleUse).wait(10*time.Second), "400")
+		remove()
+		e.StopHolding()
+		if res := rig.submit(protocol.SubmitJob, "build:job", "", nil).wait(10 * time.Second); res.data["node_name"] != "n1" {
+			t.Fatalf("next job: %v %v %s", res.packets, res.data, res.reason)
+		}
+		if nodeStatus(t, e, "n1").TemporarilyOffline {
+			t.Fatal("a node on which nothing ran was taken offline")
+		}
+	})
+	t.Run("answer lost", func(t *testing.T) {
+		e := singleUseJenkins(t, "n1", "n1")
+		rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+		rig.waitRegistered("build:job", 1)
+		_, err := e.InjectFault("^POST /job/job/buildWithParameters$", jenkinstest.Fault{LoseReply: true, Times: 1})
+		must(t, err)
+		expectFailedToRun(t, rig.submit(protocol.SubmitJob, "build:job", "", singleUse).wait(10*time.Second), "could not trigger")
+		takenOffline(t, e, "n1")
+	})
+}
