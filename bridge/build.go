@@ -112,6 +112,7 @@ type buildRun struct {
 	// triggerLost: the trigger failed in a way that may have queued a
 	// build all the same.
 	triggerLost bool
+	fresh       bool // triggered by this run, not re-attached
 
 	claim       *claim
 	claimGate   *gate

@@ -175,13 +175,15 @@ func (m *master) offlinePending(node string) bool {
 // singleUseNode is the node a single-use job must take offline when it
 // ends: the one its build was seen on, or, when the build was never seen
 // to start, the worker's node, which the build was for (fail closed). ok
-// is false when the job never reached a node of ours.
+// is false for a re-attached job whose build was never seen: the worker
+// that re-attached may be on any node (the start-up scan covers a build
+// that was running then).
 func (r *buildRun) singleUseNode() (node string, ok bool) {
 	if r.ref.Node != nil {
 		return *r.ref.Node, true
 	}
-	if r.m != r.w.m {
-		return "", false // re-attached to another master's build whose node we never saw
+	if !r.fresh {
+		return "", false // re-attached to a build whose node we never saw
 	}
 	return r.w.node, true
 }
@@ -375,6 +377,7 @@ func (g *gate) poke() {
 // that finds the node held by a single-use job grabbed at the same time
 // ends with WORK_EXCEPTION instead (Zuul runs it again, elsewhere).
 func (r *buildRun) singleUseTurn(ctx context.Context) error {
+	r.fresh = true
 	g := r.claimGate
 	if !r.hold && g.heldByOther(r.claim) || r.hold && !r.firstHold {
 		return failf("node %q is reserved for a single-use build (OFFLINE_NODE_WHEN_COMPLETE) grabbed at the same time", r.w.node)
