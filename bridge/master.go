@@ -34,7 +34,7 @@ type master struct {
 	// The first polls look for single-use builds already running (singleuse.go);
 	// used by the polling goroutine only.
 	scanned   bool
-	unscanned map[string]string // running build URL -> node
+	unscanned map[string]*unscannedBuild // by running build URL
 }
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {

@@ -235,10 +235,10 @@ func (m *master) scanRunning(ctx context.Context, snap *snapshot) {
 		return
 	}
 	if m.unscanned == nil {
-		m.unscanned = map[string]string{}
+		m.unscanned = map[string]*unscannedBuild{}
 		for _, n := range snap.nodes {
 			for u := range n.busyURLs {
-				m.unscanned[u] = n.name
+				m.unscanned[u] = &unscannedBuild{node: n.name}
 			}
 		}
 	}
@@ -250,7 +250,7 @@ func (m *master) scanRunning(ctx context.Context, snap *snapshot) {
 		sem  = make(chan struct{}, scanParallel)
 		done []string
 	)
-	for u, node := range m.unscanned {
+	for u, b := range m.unscanned {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -258,10 +258,13 @@ func (m *master) scanRunning(ctx context.Context, snap *snapshot) {
 			single, err := m.singleUseBuild(ctx, u)
 			switch {
 			case err != nil && !isNotFound(err):
-				m.log.Warn("cannot read a running build's parameters; its node stays closed until they are read", "build", u, "node", node, "err", err)
+				if !b.warned {
+					m.log.Error("cannot read the parameters of a build that was running when the bridge started; its node stays closed to Gearman jobs until they are read (it may be single-use)", "build", u, "node", b.node, "err", err)
+					b.warned = true
+				}
 				return
 			case single:
-				m.requireOffline(ctx, node, "build "+u+" was running when the bridge started")
+				m.requireOffline(ctx, b.node, "build "+u+" was running when the bridge started")
 			}
 			mu.Lock()
 			done = append(done, u)
@@ -313,12 +316,19 @@ func (m *master) singleUseBuild(ctx context.Context, buildURL string) (bool, err
 // closedForScan reports whether node runs a build not yet scanned.
 // Called from the polling goroutine.
 func (m *master) closedForScan(node string) bool {
-	for _, n := range m.unscanned {
-		if n == node {
+	for _, b := range m.unscanned {
+		if b.node == node {
 			return true
 		}
 	}
 	return false
+}
+
+// unscannedBuild is a build running at start whose parameters were not
+// read yet.
+type unscannedBuild struct {
+	node   string
+	warned bool // its read failed, and that was logged
 }
 
 // holdFirst makes c keep the whole node (OFFLINE_NODE_WHEN_COMPLETE) and
