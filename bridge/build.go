@@ -37,6 +37,9 @@ type buildRef struct {
 	QueueID int64  `json:"queue_id"`
 	Number  int    `json:"number,omitempty"`
 	URL     string `json:"url,omitempty"`
+	// Node is the node the build was seen on (nil: not yet), so that a
+	// restarted bridge can take a single-use node offline.
+	Node *string `json:"node,omitempty"`
 }
 
 // buildJSON is a build as the bridge reads it.
@@ -72,6 +75,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	r := &buildRun{w: w, conn: conn, job: job, m: w.m, refKey: w.m.refKey(w.server, job.handle)}
 	r.claim, r.claimGate = w.gate.startBuild(), w.gate
 	defer func() { r.claimGate.finished(r.claim) }()
+	defer r.endSingleUse(ctx) // before the claim ends: the node never opens in between
 	err := r.run(ctx)
 	var fail *jobFailure
 	switch {
@@ -102,6 +106,13 @@ type buildRun struct {
 	ref    buildRef
 	params map[string]string
 	hold   bool // OFFLINE_NODE_WHEN_COMPLETE
+	// firstHold: no other single-use job held the node when this one was
+	// grabbed (singleuse.go).
+	firstHold bool
+	// triggerLost: the trigger failed in a way that may have queued a
+	// build all the same.
+	triggerLost bool
+	fresh       bool // triggered by this run, not re-attached
 
 	claim       *claim
 	claimGate   *gate
@@ -139,7 +150,7 @@ func (r *buildRun) run(ctx context.Context) error {
 	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
 	case "1", "true", "True", "TRUE":
 		r.hold = true
-		r.claimGate.holdNode(r.claim)
+		r.firstHold = r.claimGate.holdFirst(r.claim)
 	}
 	if ref, ok := r.m.loadRef(r.refKey); ok {
 		if m := r.m.bridge.master(ref.Master); m != nil {
@@ -148,6 +159,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		}
 	}
 	if r.ref.QueueID == 0 {
+		if err := r.singleUseTurn(ctx); err != nil {
+			return err
+		}
 		if err := r.trigger(ctx); err != nil {
 			return err
 		}
@@ -227,6 +241,7 @@ func (r *buildRun) trigger(ctx context.Context) error {
 		}
 	}
 	r.m.metrics.triggers.Inc()
+	r.triggerLost = err != nil && mayHaveQueued(err)
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
 			return failf("project %s is not buildable (disabled?)", r.proj.fullName)
@@ -497,6 +512,7 @@ func (r *buildRun) follow(ctx context.Context) error {
 					data.NodeLabels = node.labelList()
 				}
 				r.moveClaim(b.BuiltOn, data.URL)
+				r.ranOn(ctx, b.BuiltOn)
 				if err := r.sendJSON(protocol.WorkData, data); err != nil {
 					return err
 				}
@@ -548,14 +564,6 @@ func (r *buildRun) complete(ctx context.Context, data buildData, result, builtOn
 	if result == "ABORTED" && r.outage && !r.m.stoppedByUs(data.URL) {
 		// Aborted while Jenkins was away: a restart, not a user's choice.
 		return failf("build %s was aborted while Jenkins was unreachable (restart?)", data.URL)
-	}
-	if r.hold {
-		if err := r.m.takeOffline(ctx, builtOn); err != nil {
-			r.w.log.Error("could not take the node offline after its build (OFFLINE_NODE_WHEN_COMPLETE)", "node", builtOn, "err", err)
-		} else {
-			// Closed until a poll shows the node offline: no job may slip in.
-			r.claimGate.block()
-		}
 	}
 	data.Result = result
 	if err := r.sendJSON(protocol.WorkComplete, data); err != nil {

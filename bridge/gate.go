@@ -27,6 +27,10 @@ type gate struct {
 	busyURLs     map[string]bool
 	reserved     int             // workers with a GRAB outstanding
 	builds       map[*claim]bool // our builds that involve this node
+
+	// offlinePending: a single-use build ran here and the node is not yet
+	// seen offline; closed to every worker until it is (singleuse.go).
+	offlinePending bool
 }
 
 // claim is one of our builds as the gate counts it.
@@ -43,7 +47,7 @@ func newGate() *gate {
 // free is the number of executors a new GRAB may count on. It may be
 // negative when Jenkins took executors our outstanding GRABs counted on.
 func (g *gate) free() int {
-	if g.blocked {
+	if g.blocked || g.offlinePending {
 		return -g.reserved
 	}
 	n := g.pollIdle - g.reserved

@@ -29,6 +29,12 @@ type master struct {
 	stopped map[string]bool     // build URLs stopped through stop:
 	wg      sync.WaitGroup
 	pollNow chan struct{}
+
+	offline map[string]*offlineDuty // single-use nodes to take offline, by name (singleuse.go)
+	// The first polls look for single-use builds already running (singleuse.go);
+	// used by the polling goroutine only.
+	scanned   bool
+	unscanned map[string]*unscannedBuild // by running build URL
 }
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {
@@ -42,6 +48,7 @@ func newMaster(b *Bridge, cfg MasterConfig) *master {
 		workers: map[string]*worker{},
 		running: map[string]*project{},
 		stopped: map[string]bool{},
+		offline: map[string]*offlineDuty{},
 		pollNow: make(chan struct{}, 1),
 	}
 }
@@ -107,6 +114,9 @@ func (m *master) run(ctx context.Context) {
 func (m *master) pollOnce(ctx context.Context) error {
 	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
+	if err == nil {
+		m.scanRunning(ctx, snap)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -124,12 +134,14 @@ func (m *master) pollOnce(ctx context.Context) error {
 // node (and Gearman server), each registering its node's functions.
 func (m *master) apply(ctx context.Context, snap *snapshot) {
 	want := map[string]bool{}
+	m.checkOffline(snap)
 	for _, n := range snap.nodes {
 		g := m.gates[n.name]
 		if g == nil {
 			g = newGate()
 			m.gates[n.name] = g
 		}
+		g.setOfflinePending(m.offlinePending(n.name))
 		g.update(snap.quietingDown, n, snap.began)
 		fns := snap.functions(n)
 		for i := 0; i < n.executors; i++ {

@@ -35,6 +35,10 @@ type nodeInfo struct {
 	executors int
 	idle      int             // idle executors, 0 when offline
 	busyURLs  map[string]bool // builds occupying its executors
+
+	// tempOffline: taken offline by a user or by us; a disconnected agent
+	// is offline but not temporarily offline.
+	tempOffline bool
 }
 
 // labelList is the node's labels, sorted, for WORK_DATA's node_labels.
@@ -196,6 +200,7 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 			labels:    map[string]bool{},
 			busyURLs:  map[string]bool{},
 		}
+		n.tempOffline = c.TemporarilyOffline
 		builtIn := strings.HasSuffix(c.Class, "$MasterComputer")
 		if builtIn {
 			n.name = ""
