@@ -31,13 +31,18 @@ lint:
 	$(GO) vet ./...
 
 # Randomized soaks, five runs each (GB_SOAK_SEED=N replays one): the
-# scheduler under misbehaving workers and clients, on both transports
-# (server/soak_test.go), and the bridge under random Jenkins faults
-# (integration/bridge_soak_test.go).
+# scheduler under misbehaving workers and clients, and workers that go
+# silent, on both transports (server/soak_test.go, soak_silent_test.go);
+# the bridge under random Jenkins faults (integration/bridge_soak_test.go);
+# and protocol abuse against the real binary on both transports for
+# ABUSE_DURATION each, then a restart on the file it left
+# (integration/abuse_soak_test.go).
+ABUSE_DURATION ?= 2m
 soak:
 	GB_SOAK=1 $(GO) test -race -count=5 -run 'TestSoakScheduler|TestSoakSilentWorkers' -v ./server
 	GB_SOAK=1 GB_TEST_EVENT_LOOP=1 $(GO) test -race -count=5 -run 'TestSoakScheduler|TestSoakSilentWorkers' -v ./server
 	GB_SOAK=1 $(GO) test -race -count=5 -run TestBridge_SoakUnderRandomFaults -v ./integration
+	GB_SOAK=1 GB_SOAK_DURATION=$(ABUSE_DURATION) $(GO) test -race -count=1 -timeout 30m -run TestSoakProtocolAbuse -v ./integration
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 60s ./protocol
