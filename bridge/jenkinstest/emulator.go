@@ -36,7 +36,8 @@ type Emulator struct {
 	lastSweep   time.Time
 	quieting    bool
 	users       map[string]*user
-	sessions    map[string]string // session id -> user name
+	perms       map[string]*permSet // by user name; nil: everything allowed
+	sessions    map[string]string   // session id -> user name
 	cookieName  string
 	crumbSalt   string
 	holds       []*regexp.Regexp
