@@ -72,6 +72,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	r := &buildRun{w: w, conn: conn, job: job, m: w.m, refKey: w.m.refKey(w.server, job.handle)}
 	r.claim, r.claimGate = w.gate.startBuild(), w.gate
 	defer func() { r.claimGate.finished(r.claim) }()
+	defer r.releaseItem()
 	err := r.run(ctx)
 	var fail *jobFailure
 	switch {
@@ -107,6 +108,9 @@ type buildRun struct {
 	claimGate   *gate
 	outage      bool      // Jenkins was unreachable while we followed the build
 	outageSince time.Time // start of the current run of failed requests
+
+	claimedItem int64   // the queue item this job alone follows (claimItem)
+	claimedOn   *master // whose queue item it is
 }
 
 // answered ends an outage: any answer from Jenkins shows it reachable,
@@ -179,6 +183,9 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if r.proj == nil {
 		return failf("project %s is not known on Jenkins master %s", name, r.m.cfg.Name)
 	}
+	if r.m.cfg.Trigger == triggerScript {
+		return r.triggerByScript(ctx)
+	}
 	params := r.params
 
 	form := url.Values{}
@@ -192,10 +199,13 @@ func (r *buildRun) trigger(ctx context.Context) error {
 				sent[p] = v
 			}
 		}
-		if np := r.m.cfg.NodeParameter; np != "" && r.proj.hasParam(np) {
-			form.Set(np, r.m.pinName(r.w.node))
+		if np, label := r.m.pinParam(r.proj); np != "" {
+			v := r.m.pinValue(r.w.node, label)
+			form.Set(np, v)
+			sent[np] = v
 		}
 	}
+	r.dropUndefined(form)
 	query := url.Values{"delay": {"0sec"}}
 	var resp *http.Response
 	var err error
@@ -210,6 +220,9 @@ func (r *buildRun) trigger(ctx context.Context) error {
 			if ok {
 				r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
 				r.m.metrics.triggers.Inc()
+				if err := r.claimItem(ref.QueueID, false); err != nil {
+					return err
+				}
 				r.follows(ref)
 				return nil
 			}
@@ -237,8 +250,8 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if err != nil {
 		return failf("triggered %s but %v", r.proj.fullName, err)
 	}
-	if resp.StatusCode == http.StatusSeeOther {
-		r.w.log.Warn("Jenkins merged this build into an identical queued one; both jobs will report the same build", "project", r.proj.fullName, "queue_item", id)
+	if err := r.claimItem(id, resp.StatusCode == http.StatusSeeOther); err != nil {
+		return err
 	}
 	r.follows(buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id})
 	return nil
