@@ -199,8 +199,8 @@ func (r *buildRun) trigger(ctx context.Context) error {
 				sent[p] = v
 			}
 		}
-		if np, label := r.m.pinParam(r.proj); np != "" {
-			v := r.m.pinValue(r.w.node, label)
+		if np, isLabel := r.m.pinParam(r.proj); np != "" {
+			v := r.m.pinValue(r.w.node, isLabel)
 			form.Set(np, v)
 			sent[np] = v
 		}

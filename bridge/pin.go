@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gearbridge/gearbridge/bridge/label"
 )
 
 // How a master's builds are queued (MasterConfig.Trigger).
@@ -58,8 +60,8 @@ func (m *master) warnOnce(key, msg string, args ...any) {
 
 // pinParam returns the parameter that pins p's builds to a node, if p
 // has one: node_parameter when p defines it, else the first NodeLabel
-// Parameter plugin definition; label is true for a label expression.
-func (m *master) pinParam(p *project) (name string, label bool) {
+// Parameter plugin definition; isLabel is true for a label expression.
+func (m *master) pinParam(p *project) (name string, isLabel bool) {
 	if np := m.cfg.NodeParameter; np != "" && p.hasParam(np) {
 		return np, p.paramClasses[np] == labelParamClass
 	}
@@ -75,24 +77,18 @@ func (m *master) pinParam(p *project) (name string, label bool) {
 }
 
 // pinValue is the value of the pin parameter for node.
-func (m *master) pinValue(node string, label bool) string {
+func (m *master) pinValue(node string, isLabel bool) string {
 	v := m.pinName(node)
-	if label {
+	if isLabel {
 		return labelAtomExpr(v)
 	}
 	return v
 }
 
-var plainAtom = regexp.MustCompile(`^[\pL\pN_.\-]+$`)
-
 // labelAtomExpr writes a node's self label as a label expression: quoted
-// when it holds characters the label grammar reads as operators.
-func labelAtomExpr(atom string) string {
-	if plainAtom.MatchString(atom) {
-		return atom
-	}
-	return strconv.Quote(atom)
-}
+// when it holds characters the label grammar reads as operators, as
+// Jenkins' LabelAtom.escape does.
+func labelAtomExpr(atom string) string { return label.Atom(atom).String() }
 
 // preparePinning marks the projects whose builds the bridge cannot pin
 // (so that functions registers no build:<name>:<label> for them) and logs,
@@ -284,9 +280,9 @@ func parseScriptOutput(out string) (id int64, merged bool, err error) {
 // the worker's node, with every parameter of the job.
 func (r *buildRun) triggerByScript(ctx context.Context) error {
 	params := maps.Clone(r.params)
-	if np, label := r.m.pinParam(r.proj); np != "" {
+	if np, isLabel := r.m.pinParam(r.proj); np != "" {
 		// The pin action decides; the parameter says the same, for the build.
-		params[np] = r.m.pinValue(r.w.node, label)
+		params[np] = r.m.pinValue(r.w.node, isLabel)
 	}
 	script, err := renderTriggerScript(triggerScriptRequest{Project: r.proj.fullName, Node: r.w.node, Parameters: params})
 	if err != nil {

@@ -125,12 +125,20 @@ func TestBridge_NodeLabelParameterFoundAndUsed(t *testing.T) {
 // and passes every key of the job, defined or not; the build is followed,
 // stopped and reported as any other.
 func TestBridge_ScriptTriggerPinsAndPassesEveryKey(t *testing.T) {
+	for _, password := range []bool{false, true} {
+		t.Run(fmt.Sprint("password=", password), func(t *testing.T) { testScriptTrigger(t, password) })
+	}
+}
+
+// testScriptTrigger runs with an API token, or with a password: then the
+// script console, like every POST, needs a crumb.
+func testScriptTrigger(t *testing.T, password bool) {
 	e := newJenkins(t)
 	twoImageNodes(t, e)
 	job := addJobPlacedOn(t, e, jenkinstest.JobSpec{Name: "scripted", Label: "precise || trusty", Concurrent: true,
 		Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}, {Name: "WITH_DEFAULT", Default: "d"}}}, "a")
 	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    trigger: script\n"})
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    trigger: script\n", password: password})
 	rig.waitRegistered("build:"+job+":trusty", 1)
 	rig.waitRegistered("stop:m", 1)
 
@@ -140,6 +148,9 @@ func TestBridge_ScriptTriggerPinsAndPassesEveryKey(t *testing.T) {
 	data := j.started(10 * time.Second)
 	if data["node_name"] != "b" {
 		t.Fatalf("script trigger: built on %v, want b", data["node_name"])
+	}
+	if crumbs := e.CountRequests("^GET /crumbIssuer/api/json"); password != (crumbs > 0) {
+		t.Errorf("%d crumb requests with password=%v", crumbs, password)
 	}
 	b := e.Builds(job)[0]
 	for k, v := range params {

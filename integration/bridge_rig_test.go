@@ -43,6 +43,9 @@ type rigMaster struct {
 	extra string
 	// badToken configures a wrong API token.
 	badToken bool
+	// password authenticates with the user's password instead of an API
+	// token, so that every POST needs a crumb.
+	password bool
 }
 
 // startBridgeRig starts a job server (with st as its store, or memory) and
@@ -77,6 +80,9 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 		token := m.emu.AddUser(user, "secret")
 		if m.badToken {
 			token = "not-the-token"
+		}
+		if m.password {
+			token = "secret"
 		}
 		env := "GEARBRIDGE_TEST_TOKEN_" + strings.ToUpper(m.name)
 		t.Setenv(env, token)
