@@ -160,6 +160,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		if r.proj == nil {
 			r.proj = &project{name: lastSegment(r.ref.Project), fullName: r.ref.Project, path: jobPath(r.ref.Project)}
 		}
+		if err := r.claimItem(r.ref.QueueID, false); err != nil {
+			return err
+		}
 	}
 	if r.ref.Number == 0 {
 		if err := r.awaitStart(ctx); err != nil {
