@@ -22,7 +22,18 @@ import (
 const TriggerScript = `import groovy.json.JsonSlurper
 import hudson.model.*
 import hudson.model.labels.LabelAssignmentAction
+import hudson.model.queue.SubTask
 import jenkins.model.Jenkins
+
+// A plain class with a String field: Jenkins saves queued items (and
+// their actions) in queue.xml.
+class GearbridgeNodePin implements LabelAssignmentAction {
+  String labelName
+  Label getAssignedLabel(SubTask task) { return Jenkins.getInstance().getLabelAtom(labelName) }
+  String getIconFileName() { return null }
+  String getDisplayName() { return 'gearbridge: pinned to ' + labelName }
+  String getUrlName() { return null }
+}
 
 def req = new JsonSlurper().parseText(new String('%s'.decodeBase64(), 'UTF-8'))
 def jenkins = Jenkins.getInstance()
@@ -40,7 +51,6 @@ if (node == null) {
   println('gearbridge-error: no node ' + req.node)
   return
 }
-def label = node.getSelfLabel()
 def values = []
 def defs = job.getProperty(ParametersDefinitionProperty)
 if (defs != null) {
@@ -54,12 +64,7 @@ if (defs != null) {
   }
 }
 req.parameters.each { k, v -> values.add(new StringParameterValue(k, v)) }
-def pin = [
-  getAssignedLabel: { task -> label },
-  getIconFileName: { -> null },
-  getDisplayName: { -> 'gearbridge: pinned to ' + label.getName() },
-  getUrlName: { -> null },
-] as LabelAssignmentAction
+def pin = new GearbridgeNodePin(labelName: node.getSelfLabel().getName())
 def actions = [pin, new ParametersAction(values, req.parameters.keySet()), new CauseAction(new Cause.UserIdCause())]
 def result = jenkins.getQueue().schedule2(job, 0, actions)
 if (result.getItem() == null) {
