@@ -36,8 +36,7 @@ type Emulator struct {
 	lastSweep   time.Time
 	quieting    bool
 	users       map[string]*user
-	perms       map[string]*permSet // by user name; nil: everything allowed
-	sessions    map[string]string   // session id -> user name
+	sessions    map[string]string // session id -> user name
 	cookieName  string
 	crumbSalt   string
 	holds       []*regexp.Regexp
@@ -50,6 +49,8 @@ type Emulator struct {
 	done   chan struct{}
 	once   sync.Once
 	srv    *httptest.Server
+
+	perms map[string]*permSet // by user name; none: everything allowed
 }
 
 type options struct {
