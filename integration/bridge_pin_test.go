@@ -319,3 +319,42 @@ func TestBridge_MergedRequestFailsTheLaterJob(t *testing.T) {
 		})
 	}
 }
+
+// build:<job> is pinned too: with three one-executor nodes busy with three
+// held jobs, each build runs on the node of the worker that took it. An
+// unpinned trigger goes where Jenkins' hash sends it, so the builds land
+// on the worker's node only if the workers happen to trigger in the hash's
+// order (one round in six).
+func TestBridge_PlainFunctionPinnedToo(t *testing.T) {
+	e := newJenkins(t)
+	for _, n := range []string{"a", "b", "c"} {
+		must(t, e.AddNode(jenkinstest.NodeSpec{Name: n, Executors: 1}))
+	}
+	must(t, e.AddJob(jenkinstest.JobSpec{Name: "job", Concurrent: true,
+		Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}, {Name: "NODE", Type: jenkinstest.NodeParam}}}))
+	must(t, e.HoldBuilds(""))
+	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e})
+	rig.waitRegistered("build:job", 3)
+	for round := range 3 {
+		var jobs []*rigJob
+		for i := range 3 {
+			u := fmt.Sprintf("r%d-%d", round, i)
+			jobs = append(jobs, rig.submit(protocol.SubmitJob, "build:job", u, map[string]string{"ZUUL_UUID": u}))
+		}
+		for _, j := range jobs {
+			data := j.started(10 * time.Second)
+			if worker, _ := data["worker"].(string); worker != fmt.Sprint(data["node_name"], "_exec-0") {
+				t.Errorf("round %d: worker %v's build ran on %v", round, data["worker"], data["node_name"])
+			}
+		}
+		if n, _ := e.Release(""); n != 3 {
+			t.Fatalf("released %d builds", n)
+		}
+		for _, j := range jobs {
+			if res := j.wait(10 * time.Second); res.final != protocol.WorkComplete {
+				t.Fatalf("round %d: %v %s", round, res.packets, res.reason)
+			}
+		}
+	}
+	noBuildWaitedInJenkins(t, e)
+}
