@@ -76,6 +76,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	r.claim, r.claimGate = w.gate.startBuild(), w.gate
 	defer func() { r.claimGate.finished(r.claim) }()
 	defer r.endSingleUse(ctx) // before the claim ends: the node never opens in between
+	defer r.releaseItem()
 	err := r.run(ctx)
 	var fail *jobFailure
 	switch {
@@ -118,6 +119,9 @@ type buildRun struct {
 	claimGate   *gate
 	outage      bool      // Jenkins was unreachable while we followed the build
 	outageSince time.Time // start of the current run of failed requests
+
+	claimedItem int64   // the queue item this job alone follows (claimItem)
+	claimedOn   *master // whose queue item it is
 }
 
 // answered ends an outage: any answer from Jenkins shows it reachable,
@@ -170,6 +174,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		if r.proj == nil {
 			r.proj = &project{name: lastSegment(r.ref.Project), fullName: r.ref.Project, path: jobPath(r.ref.Project)}
 		}
+		if err := r.claimItem(r.ref.QueueID, false); err != nil {
+			return err
+		}
 	}
 	if r.ref.Number == 0 {
 		if err := r.awaitStart(ctx); err != nil {
@@ -193,6 +200,9 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if r.proj == nil {
 		return failf("project %s is not known on Jenkins master %s", name, r.m.cfg.Name)
 	}
+	if r.m.cfg.Trigger == triggerScript {
+		return r.triggerByScript(ctx)
+	}
 	params := r.params
 
 	form := url.Values{}
@@ -206,10 +216,13 @@ func (r *buildRun) trigger(ctx context.Context) error {
 				sent[p] = v
 			}
 		}
-		if np := r.m.cfg.NodeParameter; np != "" && r.proj.hasParam(np) {
-			form.Set(np, r.m.pinName(r.w.node))
+		if np, isLabel := r.m.pinParam(r.proj); np != "" {
+			v := r.m.pinValue(r.w.node, isLabel)
+			form.Set(np, v)
+			sent[np] = v
 		}
 	}
+	r.dropUndefined(form)
 	query := url.Values{"delay": {"0sec"}}
 	var resp *http.Response
 	var err error
@@ -224,6 +237,9 @@ func (r *buildRun) trigger(ctx context.Context) error {
 			if ok {
 				r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
 				r.m.metrics.triggers.Inc()
+				if err := r.claimItem(ref.QueueID, false); err != nil {
+					return err
+				}
 				r.follows(ref)
 				return nil
 			}
@@ -252,8 +268,8 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	if err != nil {
 		return failf("triggered %s but %v", r.proj.fullName, err)
 	}
-	if resp.StatusCode == http.StatusSeeOther {
-		r.w.log.Warn("Jenkins merged this build into an identical queued one; both jobs will report the same build", "project", r.proj.fullName, "queue_item", id)
+	if err := r.claimItem(id, resp.StatusCode == http.StatusSeeOther); err != nil {
+		return err
 	}
 	r.follows(buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id})
 	return nil

@@ -49,6 +49,14 @@ type MasterConfig struct {
 	// NodeParameter names a NodeLabel-style job parameter that pins a build
 	// to the executor's node; projects that define it get it set.
 	NodeParameter string `yaml:"node_parameter"`
+	// Trigger is how builds are queued: "rest" (buildWithParameters, the
+	// default) or "script" (the script console, which needs
+	// Overall/RunScripts: pinned to the node, every parameter passed).
+	Trigger string `yaml:"trigger"`
+	// AllowUnpinned registers build:<project>:<label> even for projects
+	// whose builds cannot be pinned to the worker's node (no NodeLabel
+	// parameter, rest trigger): Jenkins may then run them on another node.
+	AllowUnpinned bool `yaml:"allow_unpinned"`
 
 	token string      // read from TokenFile or TokenEnv
 	tls   *tls.Config // from CAFile
@@ -155,6 +163,13 @@ func (m *MasterConfig) check() []string {
 	}
 	if m.MaxOutage == 0 {
 		m.MaxOutage = Duration(defaultMaxOutage)
+	}
+	switch m.Trigger {
+	case "":
+		m.Trigger = triggerREST
+	case triggerREST, triggerScript:
+	default:
+		problems = append(problems, fmt.Sprintf("trigger %q is neither %q nor %q", m.Trigger, triggerREST, triggerScript))
 	}
 	switch {
 	case m.TokenFile != "" && m.TokenEnv != "":

@@ -27,6 +27,7 @@ type master struct {
 	workers map[string]*worker  // by server + "\x00" + worker ID
 	running map[string]*project // our builds' projects by build URL, for stop: and set_description:
 	stopped map[string]bool     // build URLs stopped through stop:
+	pin     pinState
 	wg      sync.WaitGroup
 	pollNow chan struct{}
 
@@ -126,6 +127,7 @@ func (m *master) pollOnce(ctx context.Context) error {
 		return err
 	}
 	m.snap = snap
+	m.preparePinning(snap)
 	m.apply(ctx, snap)
 	return nil
 }

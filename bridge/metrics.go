@@ -9,6 +9,9 @@ type metrics struct {
 	completed *prometheus.CounterVec
 	failures  prometheus.Counter
 	reg       prometheus.Registerer
+
+	// paramsDropped counts job parameters a rest trigger could not pass.
+	paramsDropped *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,6 +32,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gearbridge_bridge_builds_failed_to_run_total", Help: "Jobs ended with WORK_EXCEPTION because the build could not start or finish.",
 		}),
+		paramsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_parameters_dropped_total", Help: "Job parameters not passed to Jenkins because the project does not define them (trigger: rest).",
+		}, []string{"master", "project"}),
 	}
 }
 
@@ -37,7 +43,7 @@ func (m *metrics) watch(b *Bridge) {
 	if m.reg == nil {
 		return
 	}
-	m.reg.MustRegister(m.polls, m.workers, m.triggers, m.completed, m.failures, requestCollector{b})
+	m.reg.MustRegister(m.polls, m.workers, m.triggers, m.completed, m.failures, m.paramsDropped, requestCollector{b})
 }
 
 type requestCollector struct{ b *Bridge }

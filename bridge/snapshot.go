@@ -60,6 +60,12 @@ type project struct {
 	atoms    []string // the label's atoms usable in a function name (no whitespace)
 	disabled bool
 	params   []string // defined parameter names; nil when unparameterized
+	// paramClasses are the parameter definitions' _class by name, to find
+	// the NodeLabel Parameter plugin's.
+	paramClasses map[string]string
+	// unpinned: the bridge cannot pin this project's builds to the
+	// worker's node, so it registers no build:<name>:<label> for it.
+	unpinned bool
 }
 
 func (p *project) hasParam(name string) bool { return slices.Contains(p.params, name) }
@@ -85,6 +91,9 @@ func (s *snapshot) functions(n *nodeInfo) []string {
 			continue
 		}
 		fns = append(fns, "build:"+p.name)
+		if p.unpinned {
+			continue // the label would be a promise Jenkins may not keep
+		}
 		for _, atom := range p.atoms {
 			if n.labels[atom] {
 				fns = append(fns, "build:"+p.name+":"+atom)
@@ -113,7 +122,8 @@ type (
 	}
 	propJSON struct {
 		ParameterDefinitions []struct {
-			Name string `json:"name"`
+			Class string `json:"_class"`
+			Name  string `json:"name"`
 		} `json:"parameterDefinitions"`
 	}
 	rootJSON struct {
@@ -147,7 +157,7 @@ type (
 )
 
 const (
-	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[name]]"
+	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[_class,name]]"
 	// Folders nest their items in "jobs"; four levels cover real setups.
 	rootTree     = "quietingDown,jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + "]]]]"
 	computerTree = "computer[_class,displayName,offline,temporarilyOffline,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
@@ -288,6 +298,10 @@ func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache
 	for _, prop := range it.Property {
 		for _, d := range prop.ParameterDefinitions {
 			p.params = append(p.params, d.Name)
+			if p.paramClasses == nil {
+				p.paramClasses = map[string]string{}
+			}
+			p.paramClasses[d.Name] = d.Class
 		}
 	}
 	expr := ""

@@ -17,7 +17,7 @@ func TestBridge_PreLabelJSONMaster(t *testing.T) {
 	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "ubuntu1", Labels: []string{"linux"}, Executors: 1}))
 	must(t, e.AddJob(jenkinstest.JobSpec{Name: "lemon", Label: "linux"}))
 	must(t, e.AddJob(jenkinstest.JobSpec{Name: "plain"}))
-	rig := startBridgeRig(t, nil, rigMaster{name: "old", emu: e})
+	rig := startBridgeRig(t, nil, rigMaster{name: "old", emu: e, extra: "    allow_unpinned: true\n"})
 	rig.waitRegistered("build:lemon:linux", 1)
 	want := []string{"build:lemon", "build:lemon:linux", "build:plain"}
 	if got := rig.registrations()["ubuntu1_exec-0"]; !reflect.DeepEqual(got, want) {

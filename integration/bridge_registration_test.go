@@ -34,7 +34,9 @@ func TestBridge_RegistrationTable(t *testing.T) {
 	} {
 		must(t, jenkins.AddJob(j))
 	}
-	rig := startBridgeRig(t, nil, rigMaster{name: "jenkins01", emu: jenkins})
+	// allow_unpinned: the plugin's rules as they were, label functions
+	// for projects the bridge cannot pin included.
+	rig := startBridgeRig(t, nil, rigMaster{name: "jenkins01", emu: jenkins, extra: "    allow_unpinned: true\n"})
 	rig.waitRegistered("build:either:excl", 1)
 	waitPolls(t, jenkins, 1)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/gearbridge/gearbridge/protocol"
 	"github.com/gearbridge/gearbridge/server"
 	"github.com/gearbridge/gearbridge/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // bridgeRig is an in-process gearbridge (job server and bridge) in front
@@ -30,6 +32,8 @@ type bridgeRig struct {
 	masters map[string]*jenkinstest.Emulator
 	cancel  context.CancelFunc
 	done    chan struct{}
+	reg     *prometheus.Registry // the running bridge's metrics
+	logs    lockedBuffer         // the bridge's warnings and errors
 }
 
 type rigMaster struct {
@@ -39,6 +43,9 @@ type rigMaster struct {
 	extra string
 	// badToken configures a wrong API token.
 	badToken bool
+	// password authenticates with the user's password instead of an API
+	// token, so that every POST needs a crumb.
+	password bool
 }
 
 // startBridgeRig starts a job server (with st as its store, or memory) and
@@ -74,6 +81,9 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 		if m.badToken {
 			token = "not-the-token"
 		}
+		if m.password {
+			token = "secret"
+		}
 		env := "GEARBRIDGE_TEST_TOKEN_" + strings.ToUpper(m.name)
 		t.Setenv(env, token)
 		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    user: %s\n    token_env: %s\n    poll_interval: 200ms\n    request_timeout: 2s\n%s",
@@ -84,11 +94,12 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.NewTextHandler(&r.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if os.Getenv("BRIDGE_DEBUG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, &r.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := bridge.New(bc, bridge.Options{Embedded: r.addr, Refs: r.store, Logger: logger})
+	r.reg = prometheus.NewRegistry()
+	b := bridge.New(bc, bridge.Options{Embedded: r.addr, Refs: r.store, Logger: logger, Registry: r.reg})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
 	go func() {

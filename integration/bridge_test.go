@@ -19,7 +19,7 @@ func TestBridge_BuildReportsDataStatusAndResult(t *testing.T) {
 	must(t, jenkins.AddNode(jenkinstest.NodeSpec{Name: "n1", Labels: []string{"linux"}, Executors: 2}))
 	must(t, jenkins.AddJob(jenkinstest.JobSpec{Name: "hello", Label: "linux",
 		Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID", Type: jenkinstest.StringParam}}}))
-	rig := startBridgeRig(t, nil, rigMaster{name: "jenkins01", emu: jenkins})
+	rig := startBridgeRig(t, nil, rigMaster{name: "jenkins01", emu: jenkins, extra: "    allow_unpinned: true\n"})
 	rig.waitRegistered("build:hello", 2)
 	rig.waitRegistered("build:hello:linux", 2)
 	rig.waitRegistered("stop:jenkins01", 1)

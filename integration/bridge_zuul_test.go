@@ -152,7 +152,8 @@ func TestBridge_ZuulScenarios(t *testing.T) {
 	e := newJenkins(t)
 	must(t, e.AddNode(jenkinstest.NodeSpec{Name: "trusty-1", Labels: []string{"bare-trusty"}, Executors: 2}))
 	zuulParams := []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}, {Name: "ZUUL_PROJECT"}, {Name: "ZUUL_PIPELINE"},
-		{Name: "ZUUL_URL"}, {Name: "ZUUL_VOTING"}, {Name: "LOG_PATH"}, {Name: "ZUUL_NODE"}}
+		{Name: "ZUUL_URL"}, {Name: "ZUUL_VOTING"}, {Name: "LOG_PATH"}, {Name: "ZUUL_NODE"},
+		{Name: "NODE", Type: jenkinstest.NodeParam}} // pins build:<job>:<label> to the worker's node
 	for _, name := range []string{"project-merge", "project-test1", "project-test2"} {
 		must(t, e.AddJob(jenkinstest.JobSpec{Name: name, Label: "bare-precise || bare-trusty", Concurrent: true, Params: zuulParams}))
 	}

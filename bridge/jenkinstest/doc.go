@@ -38,6 +38,13 @@
 // after the reply (poll for the start); Go API changes run maintenance at
 // once unless WithQueueLag is set. Maintain forces a pass.
 //
+// Placement follows Jenkins' default load balancer, a consistent hash of
+// the job's full name over the nodes that can take it: an unpinned build of
+// a job lands on the same node whenever that node is idle, whichever
+// executor the client had in mind (PlacementOrder tells where, so a test can
+// choose names for which a missing pin shows). A node or label parameter
+// value, or the script console's LabelAssignmentAction, pins the build.
+//
 // Builds: HoldBuilds(pattern) makes new builds of matching jobs run until
 // Release(pattern), FinishBuild, a stop, or a restart. Stop is
 // asynchronous (WithStopDelay). Builds, RunningBuilds and BuildRecord
@@ -74,4 +81,14 @@
 // profile. Security: Basic auth with a password or an API token (401 when
 // wrong, 403 for anonymous unless WithAnonymousRead), crumbs bound to the
 // session cookie and user, API-token requests exempt from 2.96.
+//
+// Permissions: every user may do everything until a test restricts one
+// (GrantPermissions, DenyPermission, AllowAll); then a POST that needs
+// Job/Build, Job/Cancel, Run/Update, Computer/Disconnect or
+// Overall/RunScripts without it gets 403 "<user> is missing the <perm>
+// permission". POST /scriptText runs no Groovy: it accepts only the
+// gearbridge bridge's trigger script (TriggerScript with a base64 JSON
+// request), queues the build pinned to the node with every parameter, and
+// prints "gearbridge-queue-item: <id> created|existing"; any other script
+// fails as a throwing script does in Jenkins (200 and a stack trace).
 package jenkinstest

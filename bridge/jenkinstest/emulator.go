@@ -49,6 +49,8 @@ type Emulator struct {
 	done   chan struct{}
 	once   sync.Once
 	srv    *httptest.Server
+
+	perms map[string]*permSet // by user name; none: everything allowed
 }
 
 type options struct {

@@ -93,6 +93,9 @@ func (e *Emulator) handle(r *http.Request) (*response, string) {
 	if err != nil {
 		return text(http.StatusBadRequest, err.Error()), pr.name
 	}
+	if resp := e.checkPermission(r, pr, segs); resp != nil {
+		return resp, pr.name
+	}
 	return e.dispatch(r, &pr, segs), pr.name
 }
 
@@ -152,6 +155,8 @@ func (e *Emulator) dispatch(r *http.Request, pr *principal, segs []string) *resp
 		return e.jobRoute(r, pr, segs)
 	case head == "queue":
 		return e.queueRoute(r, rest)
+	case head == "scriptText" && len(rest) == 0:
+		return e.scriptText(r, pr)
 	case head == "quietDown" || head == "cancelQuietDown":
 		if len(rest) > 0 {
 			break

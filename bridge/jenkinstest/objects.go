@@ -209,9 +209,9 @@ func paramClass(t ParamType) (def, val string) {
 	case ChoiceParam:
 		return "hudson.model.ChoiceParameterDefinition", "hudson.model.StringParameterValue"
 	case NodeParam:
-		return nodeLabelPackage + "node.NodeParameterDefinition", nodeLabelPackage + "node.NodeParameterValue"
+		return nodeLabelPackage + "NodeParameterDefinition", nodeLabelPackage + "NodeParameterValue"
 	case LabelParam:
-		return nodeLabelPackage + "label.LabelParameterDefinition", nodeLabelPackage + "LabelParameterValue"
+		return nodeLabelPackage + "LabelParameterDefinition", nodeLabelPackage + "LabelParameterValue"
 	}
 	return "hudson.model.StringParameterDefinition", "hudson.model.StringParameterValue"
 }

@@ -346,7 +346,7 @@ func (e *Emulator) maintainLocked() {
 		if label == nil {
 			label = j.label
 		}
-		if n, slot := e.pickNode(label); n != nil {
+		if n, slot := e.pickNode(label, j.fullName()); n != nil {
 			e.startLocked(it, n, slot, now)
 			continue
 		}
@@ -375,13 +375,16 @@ func (e *Emulator) noteWait(it *queueItem, now time.Time, s itemState, why strin
 	}
 }
 
-// pickNode returns the first node, by name, that can take a build of label
-// now (nil label: any NORMAL node).
-func (e *Emulator) pickNode(label Label) (*node, int) {
+// pickNode returns the node that takes a build of label now (nil label:
+// any NORMAL node), chosen as Jenkins' consistent hash of the job (key).
+func (e *Emulator) pickNode(label Label, key string) (*node, int) {
+	var candidates []*node
 	for _, n := range e.nodeOrder {
-		if !n.online() || !e.canTake(n, label) {
-			continue
+		if n.online() && e.canTake(n, label) && n.idleSlot() >= 0 {
+			candidates = append(candidates, n)
 		}
+	}
+	for _, n := range hashOrder(key, candidates) {
 		if slot := n.idleSlot(); slot >= 0 {
 			return n, slot
 		}
