@@ -138,6 +138,13 @@ func (r *buildRun) run(ctx context.Context) error {
 	r.params = params
 	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
 	case "1", "true", "True", "TRUE":
+		if r.pipelineJob() {
+			// Its node would be the controller itself: taking that offline
+			// would stop every build. The agents its node { } blocks use
+			// are Jenkins' choice, not this worker's.
+			r.w.log.Warn("OFFLINE_NODE_WHEN_COMPLETE ignored for a Pipeline project, which runs on no agent of ours", "function", r.job.function)
+			break
+		}
 		r.hold = true
 		r.claimGate.holdNode(r.claim)
 	}
@@ -156,6 +163,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		if r.proj == nil {
 			r.proj = &project{name: lastSegment(r.ref.Project), fullName: r.ref.Project, path: jobPath(r.ref.Project)}
 		}
+	}
+	if r.proj.pipeline {
+		r.claimGate.flyweight(r.claim)
 	}
 	if r.ref.Number == 0 {
 		if err := r.awaitStart(ctx); err != nil {
@@ -536,7 +546,7 @@ func (r *buildRun) sendStatus(b buildJSON) error {
 }
 
 func (r *buildRun) sendJSON(typ protocol.Type, data buildData) error {
-	b, err := json.Marshal(data)
+	b, err := r.marshalData(data)
 	if err != nil {
 		return err
 	}

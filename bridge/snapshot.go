@@ -56,6 +56,7 @@ type project struct {
 	atoms    []string // the label's atoms usable in a function name (no whitespace)
 	disabled bool
 	params   []string // defined parameter names; nil when unparameterized
+	pipeline bool     // a WorkflowJob: see pipelineFunctions
 }
 
 func (p *project) hasParam(name string) bool { return slices.Contains(p.params, name) }
@@ -69,6 +70,10 @@ func (s *snapshot) functions(n *nodeInfo) []string {
 	var fns []string
 	for _, p := range s.projects {
 		if p.disabled {
+			continue
+		}
+		if p.pipeline {
+			fns = append(fns, pipelineFunctions(p, n)...)
 			continue
 		}
 		if p.label == nil {
@@ -262,11 +267,11 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 	return s, nil
 }
 
-// project turns a JSON item into a project, or nil for items the plugin
-// never registered (Pipeline jobs run on flyweight executors, so an
-// executor's availability says nothing about them).
+// project turns a JSON item into a project, or nil for items that cannot
+// be built. Pipeline (WorkflowJob) projects are registered as upstream's
+// plugin has done since 2018 (pipelineFunctions).
 func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache, it *itemJSON, refresh bool, log *slog.Logger) *project {
-	if it.Buildable == nil || strings.Contains(it.Class, "WorkflowJob") {
+	if it.Buildable == nil {
 		return nil
 	}
 	fullName := it.FullName
@@ -284,6 +289,10 @@ func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache
 		for _, d := range prop.ParameterDefinitions {
 			p.params = append(p.params, d.Name)
 		}
+	}
+	if isPipeline(it.Class) {
+		p.pipeline = true
+		return p // no label of its own: it runs on the built-in node
 	}
 	expr := ""
 	if it.LabelExpression != nil {
