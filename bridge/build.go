@@ -443,10 +443,13 @@ type queueItemJSON struct {
 // awaitStart follows the queue item until Jenkins starts the build.
 func (r *buildRun) awaitStart(ctx context.Context) error {
 	path := "queue/item/" + strconv.FormatInt(r.ref.QueueID, 10) + "/"
-	p := newPacer(r.m.pollInterval())
+	p := r.startPacer()
 	for {
 		var item queueItemJSON
-		err := r.m.jc.getJSON(ctx, path, "why,cancelled,executable[number,url]", &item)
+		began := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, r.queueReadTimeout())
+		err := r.m.jc.getJSON(rctx, path, "why,cancelled,executable[number,url]", &item)
+		cancel()
 		if err == nil {
 			r.answered()
 		}
@@ -458,11 +461,19 @@ func (r *buildRun) awaitStart(ctx context.Context) error {
 		case err == nil && item.Cancelled:
 			return failf("the Jenkins queue item %d for %s was cancelled", r.ref.QueueID, r.ref.Project)
 		case isNotFound(err):
+			found, ferr := r.findByQueueID(ctx)
+			if found {
+				return nil
+			}
+			if ferr != nil {
+				return failf("the Jenkins queue item %d for %s is gone, and looking for its build: %v", r.ref.QueueID, r.ref.Project, ferr)
+			}
 			return failf("the Jenkins queue item %d for %s is gone (Jenkins restarted?)", r.ref.QueueID, r.ref.Project)
 		case err != nil && !isTransient(err):
 			return failf("following queue item %d: %v", r.ref.QueueID, err)
 		case err != nil:
-			if err := r.unreachable(err); err != nil {
+			if err := r.unreachableBeforeStart(err, began); err != nil {
+				go r.m.abandon(ctx, r.proj, r.ref.QueueID)
 				return err
 			}
 		}
