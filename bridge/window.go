@@ -15,13 +15,26 @@ import (
 
 // startPollCap bounds the interval between reads of a queue item, so that
 // WORK_DATA follows the build's start within a second (the p99 that
-// bench/bridgebench reports). The cost is at most two small GETs a second
-// per build waiting in Jenkins' queue: one per worker at most, and the
-// gate lets a worker grab only when its node has an idle executor, so
-// builds seldom wait there.
+// bench/bridgebench reports). The cost, per build waiting in Jenkins'
+// queue: 7 small GETs in its first second (10 ms, doubling, so that a
+// build that starts at once is seen at once), then 2 a second. There is
+// one such build per worker at most, and the gate lets a worker grab only
+// when its node has an idle executor, so builds seldom wait there.
 const startPollCap = 500 * time.Millisecond
 
-func (r *buildRun) startPacer() *pacer { return newPacer(min(r.m.pollInterval(), startPollCap)) }
+// startPacer spaces the reads of a queue item: 10 ms, doubling up to
+// startPollCap (or the poll interval, if shorter).
+type startPacer struct{ d, max time.Duration }
+
+func (r *buildRun) startPacer() *startPacer {
+	return &startPacer{d: 10 * time.Millisecond, max: min(r.m.pollInterval(), startPollCap)}
+}
+
+func (p *startPacer) next() time.Duration {
+	d := min(p.d, p.max)
+	p.d = min(2*p.d, p.max)
+	return d
+}
 
 // queueReadTimeout bounds one read of the queue item: a master that hangs
 // counts as unreachable after a poll interval, not after request_timeout.
