@@ -153,6 +153,13 @@ func (r *buildRun) run(ctx context.Context) error {
 	r.params = params
 	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
 	case "1", "true", "True", "TRUE":
+		if r.pipelineJob() {
+			// Its node would be the controller itself: taking that offline
+			// would stop every build. The agents its node { } blocks use
+			// are Jenkins' choice, not this worker's.
+			r.w.log.Warn("OFFLINE_NODE_WHEN_COMPLETE ignored for a Pipeline project, which runs on no agent of ours", "function", r.job.function)
+			break
+		}
 		r.hold = true
 		r.firstHold = r.claimGate.holdFirst(r.claim)
 	}
@@ -177,6 +184,9 @@ func (r *buildRun) run(ctx context.Context) error {
 		if err := r.claimItem(r.ref.QueueID, false); err != nil {
 			return err
 		}
+	}
+	if r.proj.pipeline {
+		r.claimGate.flyweight(r.claim)
 	}
 	if r.ref.Number == 0 {
 		if err := r.awaitStart(ctx); err != nil {
@@ -464,10 +474,13 @@ type queueItemJSON struct {
 // awaitStart follows the queue item until Jenkins starts the build.
 func (r *buildRun) awaitStart(ctx context.Context) error {
 	path := "queue/item/" + strconv.FormatInt(r.ref.QueueID, 10) + "/"
-	p := newPacer(r.m.pollInterval())
+	p := r.startPacer()
 	for {
 		var item queueItemJSON
-		err := r.m.jc.getJSON(ctx, path, "why,cancelled,executable[number,url]", &item)
+		began := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, r.queueReadTimeout())
+		err := r.m.jc.getJSON(rctx, path, "why,cancelled,executable[number,url]", &item)
+		cancel()
 		if err == nil {
 			r.answered()
 		}
@@ -479,11 +492,19 @@ func (r *buildRun) awaitStart(ctx context.Context) error {
 		case err == nil && item.Cancelled:
 			return failf("the Jenkins queue item %d for %s was cancelled", r.ref.QueueID, r.ref.Project)
 		case isNotFound(err):
+			found, ferr := r.findByQueueID(ctx)
+			if found {
+				return nil
+			}
+			if ferr != nil {
+				return failf("the Jenkins queue item %d for %s is gone, and looking for its build: %v", r.ref.QueueID, r.ref.Project, ferr)
+			}
 			return failf("the Jenkins queue item %d for %s is gone (Jenkins restarted?)", r.ref.QueueID, r.ref.Project)
 		case err != nil && !isTransient(err):
 			return failf("following queue item %d: %v", r.ref.QueueID, err)
 		case err != nil:
-			if err := r.unreachable(err); err != nil {
+			if err := r.unreachableBeforeStart(err, began); err != nil {
+				go r.m.abandon(ctx, r.proj, r.ref.QueueID)
 				return err
 			}
 		}
@@ -568,7 +589,7 @@ func (r *buildRun) sendStatus(b buildJSON) error {
 }
 
 func (r *buildRun) sendJSON(typ protocol.Type, data buildData) error {
-	b, err := json.Marshal(data)
+	b, err := r.marshalData(data)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,8 @@ type claim struct {
 	url      string // the build's URL once it started, "" before
 	finished bool
 	holdNode bool // OFFLINE_NODE_WHEN_COMPLETE: nothing else runs here
+	// flyweight: a Pipeline run, which takes no executor in Jenkins.
+	flyweight bool
 }
 
 func newGate() *gate {
@@ -52,6 +54,9 @@ func (g *gate) free() int {
 	}
 	n := g.pollIdle - g.reserved
 	for c := range g.builds {
+		if c.flyweight {
+			continue
+		}
 		if c.holdNode && !c.finished {
 			return -1 - g.reserved
 		}

@@ -96,7 +96,9 @@ func labelAtomExpr(atom string) string { return label.Atom(atom).String() }
 func (m *master) preparePinning(snap *snapshot) {
 	for _, p := range snap.projects {
 		np, _ := m.pinParam(p)
-		pinned := np != "" || m.cfg.Trigger == triggerScript
+		// A Pipeline run is flyweight on the built-in node, which is all
+		// its functions promise (pipelineFunctions): nothing to pin.
+		pinned := np != "" || m.cfg.Trigger == triggerScript || p.pipeline
 		p.unpinned = !pinned && !m.cfg.AllowUnpinned
 		if p.disabled {
 			continue

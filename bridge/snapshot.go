@@ -66,6 +66,7 @@ type project struct {
 	// unpinned: the bridge cannot pin this project's builds to the
 	// worker's node, so it registers no build:<name>:<label> for it.
 	unpinned bool
+	pipeline bool // a WorkflowJob: see pipelineFunctions
 }
 
 func (p *project) hasParam(name string) bool { return slices.Contains(p.params, name) }
@@ -79,6 +80,10 @@ func (s *snapshot) functions(n *nodeInfo) []string {
 	var fns []string
 	for _, p := range s.projects {
 		if p.disabled {
+			continue
+		}
+		if p.pipeline {
+			fns = append(fns, pipelineFunctions(p, n)...)
 			continue
 		}
 		if p.label == nil {
@@ -277,11 +282,11 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 	return s, nil
 }
 
-// project turns a JSON item into a project, or nil for items the plugin
-// never registered (Pipeline jobs run on flyweight executors, so an
-// executor's availability says nothing about them).
+// project turns a JSON item into a project, or nil for items that cannot
+// be built. Pipeline (WorkflowJob) projects are registered as upstream's
+// plugin has done since 2018 (pipelineFunctions).
 func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache, it *itemJSON, refresh bool, log *slog.Logger) *project {
-	if it.Buildable == nil || strings.Contains(it.Class, "WorkflowJob") {
+	if it.Buildable == nil {
 		return nil
 	}
 	fullName := it.FullName
@@ -303,6 +308,10 @@ func (s *snapshot) project(ctx context.Context, jc *jenkins, legacy *legacyCache
 			}
 			p.paramClasses[d.Name] = d.Class
 		}
+	}
+	if isPipeline(it.Class) {
+		p.pipeline = true
+		return p // no label of its own: it runs on the built-in node
 	}
 	expr := ""
 	if it.LabelExpression != nil {

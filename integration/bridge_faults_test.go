@@ -192,27 +192,33 @@ func TestBridge_GivesUpAfterMaxOutage(t *testing.T) {
 	expectFailedToRun(t, j.wait(15*time.Second), "unreachable for 1s")
 }
 
-// An outage while the build waits in the queue ends when Jenkins answers
-// that it started: a second, short outage while following the build gets
-// its own max_outage, however long the two last together.
+// An outage while following a started build ends when Jenkins answers: a
+// second, short outage gets its own max_outage, however long the two last
+// together. (Before its build starts, a job gives up after one poll
+// interval instead: TestBridge_UnreachableMasterFailsJobsNotYetStarted.)
 func TestBridge_MaxOutageStartsAgainAfterAnAnswer(t *testing.T) {
-	e := oneNodeJenkins(t)
-	must(t, e.HoldBuilds(""))
-	rig := startBridgeRig(t, nil, rigMaster{name: "m", emu: e, extra: "    max_outage: 3s\n"})
-	rig.waitRegistered("build:job", 1)
-	removeQueue, err := e.InjectFault("^GET /queue/item/", jenkinstest.Fault{Status: 503})
-	must(t, err)
-	removeBuild, err := e.InjectFault("^GET /job/job/1/api/json", jenkinstest.Fault{Status: 503})
-	must(t, err)
-	j := rig.submit(protocol.SubmitJob, "build:job", "", nil)
-
+	e, j := runningBuild(t, "    max_outage: 3s\n")
+	const read = "^GET /job/job/1/api/json"
+	answered := func() int {
+		n := 0
+		for _, r := range e.Requests() {
+			if r.Path == "/job/job/1/api/json" && !r.Fault && r.Status == 200 {
+				n++
+			}
+		}
+		return n
+	}
 	// Each outage lasts 1.8s, well under max_outage; both together last longer.
-	eventually(t, 10*time.Second, "a failed queue read", func() bool { return e.CountRequests("^GET /queue/item/") > 0 })
-	time.Sleep(1800 * time.Millisecond) // the first outage
-	removeQueue()
-	eventually(t, 10*time.Second, "a failed build read", func() bool { return e.CountRequests("^GET /job/job/1/api/json") > 0 })
-	time.Sleep(1800 * time.Millisecond) // the second outage
-	removeBuild()
+	for i := 0; i < 2; i++ {
+		remove, err := e.InjectFault(read, jenkinstest.Fault{Status: 503})
+		must(t, err)
+		n := e.CountRequests(read)
+		eventually(t, 10*time.Second, "a failed build read", func() bool { return e.CountRequests(read) > n })
+		time.Sleep(1800 * time.Millisecond) // the outage
+		remove()
+		ok := answered()
+		eventually(t, 10*time.Second, "an answer", func() bool { return answered() > ok })
+	}
 	e.Release("")
 	if res := j.wait(15 * time.Second); res.data["result"] != "SUCCESS" {
 		t.Fatalf("after two short outages: %v %s", res.packets, res.reason)

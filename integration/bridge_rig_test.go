@@ -86,8 +86,12 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 		}
 		env := "GEARBRIDGE_TEST_TOKEN_" + strings.ToUpper(m.name)
 		t.Setenv(env, token)
-		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    user: %s\n    token_env: %s\n    poll_interval: 200ms\n    request_timeout: 2s\n%s",
-			m.name, m.emu.URL, user, env, m.extra)
+		poll := "    poll_interval: 200ms\n"
+		if strings.Contains(m.extra, "poll_interval:") {
+			poll = "" // the test's own
+		}
+		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    user: %s\n    token_env: %s\n%s    request_timeout: 2s\n%s",
+			m.name, m.emu.URL, user, env, poll, m.extra)
 		r.masters[m.name] = m.emu
 	}
 	bc, err := bridge.ParseConfig([]byte(cfg.String()), "test")

@@ -2,7 +2,10 @@
 // builds per second through the bridge, the latency from a submit to the
 // trigger request when an executor is idle, and Jenkins requests per build
 // and per poll, at two sizes to show that polling does not grow with the
-// number of executors. Everything runs in this process on loopback.
+// number of executors, and the time from a build's start to its WORK_DATA
+// for builds that waited in Jenkins' queue (Zuul can stop a build only
+// once WORK_DATA has brought its number). Everything runs in this process
+// on loopback.
 package main
 
 import (
@@ -32,6 +35,8 @@ func main() {
 	inflight := flag.Int("inflight", 40, "jobs kept in flight by the clients")
 	latencySamples := flag.Int("latency-samples", 200, "serial submits for the latency run")
 	poll := flag.Duration("poll", time.Second, "the bridge's poll interval")
+	windowSamples := flag.Int("window-samples", 48, "builds in the start→WORK_DATA run")
+	windowPoll := flag.Duration("window-poll", 5*time.Second, "the bridge's poll interval in the start→WORK_DATA run")
 	flag.Parse()
 
 	fmt.Println("bridge benchmark: in-process gearbridge, emulated Jenkins masters, zero-length builds")
@@ -47,6 +52,13 @@ func main() {
 	fmt.Printf("throughput, 2 masters × 20 executors: %d builds in %.2fs = %.0f builds/s   target ≥ 100 builds/s\n",
 		*builds, took.Seconds(), float64(*builds)/took.Seconds())
 	fmt.Printf("Jenkins requests per build: %.2f (besides polling)\n", float64(reqs-3*polls)/float64(*builds))
+	r.close()
+
+	r = newRig(1, 1, 8, *windowPoll)
+	win, reads := r.startWindow(*windowSamples)
+	fmt.Printf("start→WORK_DATA, builds that waited in Jenkins' queue (%d builds, poll_interval %v): p50 %.0f ms  p99 %.0f ms  max %.0f ms   target p99 < 1000 ms\n",
+		len(win), *windowPoll, ms(pct(win, 50)), ms(pct(win, 99)), ms(win[len(win)-1]))
+	fmt.Printf("queue item reads per build that waited in Jenkins' queue: %.1f (%.1f per second waited)\n", reads[0], reads[1])
 	r.close()
 
 	for _, size := range [][3]int{{2, 5, 4}, {2, 50, 4}} {
@@ -270,5 +282,105 @@ func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bridgebench:", err)
 		os.Exit(1)
+	}
+}
+
+// startWindow runs n builds of a project that is not concurrent, eight at
+// a time, so that each waits in Jenkins' queue for the ones before it (0.2
+// to 1 s each: some 4 s in all, long enough for polls to space out), and
+// measures the time from each build's start to the
+// arrival of its WORK_DATA. It also returns the reads of queue items per
+// build and per second that builds spent waiting in the queue.
+func (r *rig) startWindow(n int) ([]time.Duration, [2]float64) {
+	e := r.emus[0]
+	outcomes := make([]jenkinstest.Outcome, n)
+	for i := range outcomes {
+		outcomes[i] = jenkinstest.Outcome{Duration: time.Duration(200+(i*7919)%800) * time.Millisecond}
+	}
+	e.AddJob(jenkinstest.JobSpec{Name: "serial", Label: "bench", Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}, Outcomes: outcomes})
+	r.waitFunction("build:serial")
+	e.ResetRequests()
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(r.addr)
+			defer c.Close()
+			for i := range jobs {
+				uuid := fmt.Sprintf("win-%d", i)
+				at := c.waitData(c.submitTo("build:serial", uuid))
+				mu.Lock()
+				arrived[uuid] = at
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	var out []time.Duration
+	for _, b := range e.Builds("serial") {
+		if at, ok := arrived[b.Params["ZUUL_UUID"]]; ok {
+			out = append(out, at.Sub(b.Start))
+		}
+	}
+	var waited time.Duration
+	for _, it := range e.QueueHistory() {
+		if it.Job == "serial" && !it.Started.IsZero() {
+			waited += it.Started.Sub(it.Enqueued)
+		}
+	}
+	slices.Sort(out)
+	reads := float64(e.CountRequests("^GET /queue/item/"))
+	return out, [2]float64{reads / float64(len(out)), reads / max(waited.Seconds(), 0.001)}
+}
+
+// waitFunction waits until every executor has registered fn.
+func (r *rig) waitFunction(fn string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, f := range r.srv.Snapshot().Functions {
+			if f.Name == fn && f.Workers == r.execs {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	panic("workers did not register " + fn)
+}
+
+func (c *conn) submitTo(fn, uuid string) string {
+	payload, _ := json.Marshal(map[string]string{"ZUUL_UUID": uuid})
+	_, err := c.Write(protocol.AppendRequest(nil, protocol.SubmitJob, []byte(fn), []byte(uuid), payload))
+	check(err)
+	p := c.read()
+	if p.Type != protocol.JobCreated {
+		panic("submit: " + p.Type.String())
+	}
+	return string(p.Args[0])
+}
+
+// waitData reads the job's packets to its end and returns when its
+// WORK_DATA arrived.
+func (c *conn) waitData(handle string) time.Time {
+	var at time.Time
+	for {
+		p := c.read()
+		switch p.Type {
+		case protocol.WorkData:
+			if at.IsZero() {
+				at = time.Now()
+			}
+		case protocol.WorkComplete:
+			return at
+		case protocol.WorkFail, protocol.WorkException:
+			panic("job " + handle + " failed: " + string(p.Arg(1)))
+		}
 	}
 }

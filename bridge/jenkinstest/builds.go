@@ -3,6 +3,7 @@ package jenkinstest
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -42,7 +43,11 @@ func (e *Emulator) startLocked(it *queueItem, n *node, slot int, now time.Time) 
 	j.builds = append(j.builds, b)
 	j.byNumber[b.number] = b
 	j.runningCount++
-	n.slots[slot] = b
+	if slot >= 0 {
+		n.slots[slot] = b
+	} else {
+		n.oneOff[len(n.oneOff)-1] = b
+	}
 	it.state, it.why, it.build, it.leftAt = stateLeft, "", b, now
 	if it.buildable.IsZero() {
 		it.buildable = now
@@ -84,9 +89,11 @@ func (e *Emulator) finishLocked(b *build, result string) {
 	b.building, b.result = false, result
 	b.duration = e.Clock.Now().Sub(b.start)
 	b.job.runningCount--
-	if n := b.node; b.slot < len(n.slots) && n.slots[b.slot] == b {
+	if n := b.node; b.slot >= 0 && b.slot < len(n.slots) && n.slots[b.slot] == b {
 		n.slots[b.slot] = nil
 		n.resize(n.numExecutors)
+	} else if b.slot < 0 {
+		n.oneOff = slices.DeleteFunc(n.oneOff, func(x *build) bool { return x == b })
 	}
 	e.log.Debug("build finished", "job", b.job.fullName(), "number", b.number, "result", result)
 }
@@ -187,6 +194,7 @@ func (e *Emulator) runningLocked() []*build {
 				out = append(out, b)
 			}
 		}
+		out = append(out, n.oneOff...)
 	}
 	return out
 }
@@ -259,14 +267,17 @@ func (e *Emulator) RunningBuilds() []BuildRecord {
 	return out
 }
 
-// Restart emulates a Jenkins restart: running builds end ABORTED, the
-// left-item cache and all sessions (and so crumbs) are lost; waiting queue
-// items survive, as queue.xml does.
+// Restart emulates a crash and restart of Jenkins: running builds end
+// ABORTED (FAILURE before 2.447; see WithRestartResult), Pipeline runs
+// resume and go on, the left-item cache and all sessions (and so crumbs)
+// are lost; waiting queue items survive, as queue.xml does.
 func (e *Emulator) Restart() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, b := range e.runningLocked() {
-		e.finishLocked(b, ResultAborted)
+		if b.slot >= 0 {
+			e.finishLocked(b, e.restartResult())
+		}
 	}
 	e.left = map[int]*queueItem{}
 	e.sessions = map[string]string{}

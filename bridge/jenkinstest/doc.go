@@ -51,6 +51,14 @@
 // report them. Restart aborts running builds and forgets left items and
 // sessions. SetQuietingDown blocks starts.
 //
+// Pipeline jobs (JobSpec.Pipeline): a WorkflowJob has no label of its own;
+// its runs (WorkflowRun, no builtOn) are flyweight: they start on a one-off
+// executor of the built-in node, listed in its computer's oneOffExecutors,
+// even with no executor free anywhere, and resume after Restart. A crash
+// Restart ends other builds ABORTED from 2.447 and FAILURE before
+// (WithRestartResult overrides). WithLeftItemGap makes a started item's
+// LeftItem show executable: null, cancelled: false for a moment.
+//
 // # Assertions
 //
 // QueueItems (the current queue), QueueHistory (every item ever) and

@@ -64,6 +64,8 @@ type options struct {
 	crumbs        *bool
 	logger        *slog.Logger
 	logLimit      int
+	leftGap       time.Duration
+	restartResult string
 }
 
 // Option configures an Emulator.

@@ -63,6 +63,9 @@ type JobSpec struct {
 	// Outcomes are used by the next builds, one each, in order.
 	Outcomes    []Outcome
 	Description string
+	// Pipeline makes it a WorkflowJob: no label of its own, flyweight runs
+	// on the built-in node that take no executor, no builtOn in its runs.
+	Pipeline bool
 }
 
 type job struct {

@@ -35,6 +35,7 @@ type node struct {
 	mode         Mode
 	numExecutors int
 	slots        []*build // one per executor; nil when idle
+	oneOff       []*build // flyweight runs (built-in node only); nil when ended
 	connected    bool
 	tempOffline  bool
 	offlineMsg   string

@@ -115,7 +115,7 @@ func (e *Emulator) jobObj(j *job) *object {
 		if b == nil {
 			return nil
 		}
-		return obj(classBuild, pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()))
+		return obj(b.class(), pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()))
 	}
 	last := func(ok func(*build) bool) lazy {
 		return func() any {
@@ -128,7 +128,7 @@ func (e *Emulator) jobObj(j *job) *object {
 		}
 	}
 	done := func(b *build) bool { return !b.building }
-	o := obj(classFreeStyle,
+	o := obj(j.class(),
 		p("actions", []*object{}),
 		p("description", j.spec.Description),
 		p("displayName", j.name),
@@ -178,6 +178,9 @@ func (e *Emulator) jobObj(j *job) *object {
 	)
 	if e.prof.disabledJSON {
 		o.add(p("disabled", j.spec.Disabled))
+	}
+	if j.spec.Pipeline { // a WorkflowJob exports no label, SCM or upstream/downstream
+		return o.add(p("resumeBlocked", false))
 	}
 	o.add(p("downstreamProjects", []*object{}))
 	if e.prof.labelExprJSON {
@@ -274,7 +277,7 @@ func (e *Emulator) actionObjs(params []paramValue, userName string) []*object {
 }
 
 func (e *Emulator) taskObj(j *job) *object {
-	return obj(classFreeStyle, pv("name", 999, j.name), pv("url", 999, e.rootURL+j.path()), pv("color", 2, j.color()))
+	return obj(j.class(), pv("name", 999, j.name), pv("url", 999, e.rootURL+j.path()), pv("color", 2, j.color()))
 }
 
 func (e *Emulator) queueItemObj(it *queueItem) *object {
@@ -314,8 +317,8 @@ func (e *Emulator) queueItemObj(it *queueItem) *object {
 		o.add(p("buildableStartMilliseconds", it.buildable.UnixMilli()))
 	case stateLeft:
 		var exe any
-		if it.build != nil {
-			exe = obj(classBuild, pv("number", 2, it.build.number), pv("url", 2, e.rootURL+it.build.path()))
+		if it.build != nil && !e.Clock.Now().Before(it.leftAt.Add(e.opts.leftGap)) {
+			exe = obj(it.build.class(), pv("number", 2, it.build.number), pv("url", 2, e.rootURL+it.build.path()))
 		}
 		o.add(p("cancelled", it.cancelled), p("executable", exe))
 	}
@@ -344,7 +347,7 @@ func (e *Emulator) buildObj(b *build) *object {
 	if !b.building {
 		dur = b.duration.Milliseconds()
 	}
-	return obj(classBuild,
+	o := obj(b.class(),
 		p("actions", e.actionObjs(b.params, b.user)),
 		p("artifacts", []*object{}),
 		p("building", b.building),
@@ -361,6 +364,11 @@ func (e *Emulator) buildObj(b *build) *object {
 		p("result", result),
 		p("timestamp", b.start.UnixMilli()),
 		pv("url", 2, e.rootURL+b.path()),
+	)
+	if b.job.spec.Pipeline { // a WorkflowRun has no builtOn: it is not an AbstractBuild
+		return o.add(p("changeSets", []*object{}), p("culprits", []*object{}), p("inProgress", b.building))
+	}
+	return o.add(
 		p("builtOn", b.nodeName),
 		p("changeSet", obj("hudson.scm.EmptyChangeLogSet", p("items", []*object{}), p("kind", nil))),
 		p("culprits", []*object{}),
@@ -384,7 +392,7 @@ func (e *Emulator) computerObj(n *node) *object {
 		var cur any
 		progress := -1
 		if b != nil {
-			cur = obj(classBuild, pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()))
+			cur = obj(b.class(), pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()))
 			if est := b.job.estimatedDuration(); est > 0 {
 				progress = min(99, int(e.Clock.Now().Sub(b.start).Milliseconds()*100/est))
 			}
@@ -425,7 +433,7 @@ func (e *Emulator) computerObj(n *node) *object {
 		p("offline", !n.online()),
 		p("offlineCause", cause),
 		p("offlineCauseReason", reason),
-		p("oneOffExecutors", []*object{}),
+		p("oneOffExecutors", e.oneOffObjs(n)),
 		p("temporarilyOffline", n.tempOffline),
 	)
 }

@@ -29,6 +29,9 @@ type profile struct {
 	cancel204        bool // cancelItem answers 204/404 (2.211)
 	duplicate303     bool // 303 See Other for a merged trigger (2.308)
 	unparam400       bool // 400 for buildWithParameters on an unparameterized job (2.524)
+
+	// restartResult is what a restart makes of interrupted non-Pipeline builds.
+	restartResult string
 }
 
 func newProfile(version string) profile {
@@ -45,6 +48,10 @@ func newProfile(version string) profile {
 		cancel204:        at("2.211"),
 		duplicate303:     at("2.308"),
 		unparam400:       at("2.524"),
+	}
+	p.restartResult = ResultFailure
+	if at("2.447") { // jenkinsci/jenkins#8986: Run.reload marks them ABORTED
+		p.restartResult = ResultAborted
 	}
 	if at("2.307") {
 		p.builtInName, p.builtInToken, p.builtInSelfLabel = "Built-In Node", "(built-in)", "built-in"

@@ -342,6 +342,10 @@ func (e *Emulator) maintainLocked() {
 			e.noteWait(it, now, stateBuildable, "Jenkins is about to shut down")
 			continue
 		}
+		if j.spec.Pipeline {
+			e.startFlyweightLocked(it, now)
+			continue
+		}
 		label := it.pin
 		if label == nil {
 			label = j.label

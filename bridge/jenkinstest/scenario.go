@@ -70,6 +70,7 @@ type ScenarioJob struct {
 	Result      string            `yaml:"result"`
 	Builds      []ScenarioOutcome `yaml:"builds"`
 	Description string            `yaml:"description"`
+	Pipeline    bool              `yaml:"pipeline"` // a WorkflowJob with flyweight runs
 }
 
 // ScenarioParam is a parameter definition.
@@ -162,7 +163,8 @@ func (s *Scenario) Apply(e *Emulator) error {
 	}
 	for _, j := range s.Jobs {
 		spec := JobSpec{Name: j.Name, Label: j.Label, Disabled: j.Disabled, Concurrent: j.Concurrent,
-			QuietPeriod: j.QuietPeriod, Duration: j.Duration, Result: j.Result, Description: j.Description}
+			QuietPeriod: j.QuietPeriod, Duration: j.Duration, Result: j.Result, Description: j.Description,
+			Pipeline: j.Pipeline}
 		for _, p := range j.Parameters {
 			spec.Params = append(spec.Params, ParamSpec(p))
 		}
