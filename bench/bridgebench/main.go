@@ -97,7 +97,7 @@ func newRig(masters, nodes, executors int, poll time.Duration) *rig {
 		for n := 0; n < nodes; n++ {
 			e.AddNode(jenkinstest.NodeSpec{Name: fmt.Sprintf("node-%d", n), Labels: []string{"bench"}, Executors: executors})
 		}
-		e.AddJob(jenkinstest.JobSpec{Name: "bench", Label: "bench", Concurrent: true, Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}})
+		e.AddJob(jenkinstest.JobSpec{Name: "bench", Label: "bench", Concurrent: true, Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}, {Name: "NODE", Type: jenkinstest.NodeParam}}})
 		token := e.AddUser("bench", "secret")
 		env := "BRIDGEBENCH_TOKEN_" + strconv.Itoa(m)
 		os.Setenv(env, token)
@@ -297,7 +297,7 @@ func (r *rig) startWindow(n int) ([]time.Duration, [2]float64) {
 	for i := range outcomes {
 		outcomes[i] = jenkinstest.Outcome{Duration: time.Duration(200+(i*7919)%800) * time.Millisecond}
 	}
-	e.AddJob(jenkinstest.JobSpec{Name: "serial", Label: "bench", Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}}, Outcomes: outcomes})
+	e.AddJob(jenkinstest.JobSpec{Name: "serial", Label: "bench", Params: []jenkinstest.ParamSpec{{Name: "ZUUL_UUID"}, {Name: "NODE", Type: jenkinstest.NodeParam}}, Outcomes: outcomes})
 	r.waitFunction("build:serial")
 	e.ResetRequests()
 	var mu sync.Mutex
