@@ -82,15 +82,16 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	switch {
 	case err == nil:
 		return nil
+	case ctx.Err() != nil:
+		// Shutting down: the build goes on in Jenkins and the store keeps
+		// its reference, so the next start re-attaches to it. (A request
+		// that the shutdown cut short is not the job's failure.)
+		return ctx.Err()
 	case errors.As(err, &fail):
 		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", fail.reason)
 		w.m.metrics.failures.Inc()
 		w.m.forgetRef(r.refKey)
 		return conn.sendString(protocol.WorkException, job.handle, fail.reason)
-	case ctx.Err() != nil:
-		// Shutting down: the build goes on in Jenkins and the store keeps
-		// its reference, so the next start re-attaches to it.
-		return ctx.Err()
 	default:
 		return err // the job server is gone; the job will be handed out again
 	}
