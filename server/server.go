@@ -101,6 +101,7 @@ type Server struct {
 	closing     bool
 	connWG      sync.WaitGroup
 	nextConnID  atomic.Uint64
+	refusals    refusalLog
 }
 
 // New creates a server and restores the store's jobs into its queues.
