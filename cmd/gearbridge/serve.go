@@ -150,7 +150,7 @@ func openLog(path, level string) (*slog.Logger, io.Closer, error) {
 		}
 		w, closer = f, f
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})), closer, nil
+	return slog.New(redactHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})}), closer, nil
 }
 
 func runServe(args []string) error {

@@ -86,3 +86,17 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 		t.Fatalf("exit code %d for %v", exitCode(err), err)
 	}
 }
+
+func TestRedactHidesURLPasswords(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://gb:tok3n@jenkins.example.org/job/x": "https://gb:xxxxx@jenkins.example.org/job/x",
+		`Get "http://u:p%40ss@h:8080/api": EOF`:      `Get "http://u:xxxxx@h:8080/api": EOF`,
+		"a=http://u:@h b=https://x:y@z/":             "a=http://u:xxxxx@h b=https://x:xxxxx@z/",
+		"https://jenkins.example.org/ user@host":     "https://jenkins.example.org/ user@host",
+		"mailto:someone@example.org":                 "mailto:someone@example.org",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
