@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gearbridge/gearbridge/store"
@@ -44,20 +45,41 @@ func runBackup(args []string) error {
 		url = "http://" + url
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// A signal cancels the download; the deferred removal of the
+	// temporary file then runs, which the default action of SIGTERM or
+	// SIGHUP (exit at once) would skip.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var progress io.Writer = os.Stderr
 	if *quiet {
 		progress = io.Discard
 	}
-	tmp, n, err := download(ctx, url, dst, progress)
+	// A backup killed outright (SIGKILL, a crash) leaves its temporary file
+	// behind: remove what earlier runs for the same FILE left. A backup
+	// to FILE that is still running holds a lock on its file, which keeps it.
+	stale, err := store.RemoveStale(filepath.Dir(dst), tempPattern(dst))
+	for _, name := range stale {
+		fmt.Fprintf(progress, "backup: removed %s, left by an earlier backup that did not finish\n", name)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "backup: clearing stale temporary files: %v\n", err)
+	}
+	f, n, err := download(ctx, url, dst, progress)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp) // after a successful rename this is a no-op
+	// The file stays open, and so locked, until it is renamed or removed.
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		os.Remove(tmp) // after a successful rename this is a no-op
+	}()
 	info, err := store.Check(tmp)
 	if err != nil {
 		return fmt.Errorf("backup from %s (%d bytes) failed verification, %s left unchanged: %w", url, n, dst, err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("backup: interrupted, %s left unchanged", dst)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -71,11 +93,13 @@ func runBackup(args []string) error {
 }
 
 // download fetches url into a new temporary file next to dst, syncs it and
-// returns its name and size. On error the temporary file is removed.
-func download(ctx context.Context, url, dst string, progress io.Writer) (tmp string, n int64, err error) {
+// returns it and its size, still open and holding a shared lock (the one
+// store.Check takes too), which keeps another backup's RemoveStale off it.
+// On error the temporary file is removed.
+func download(ctx context.Context, url, dst string, progress io.Writer) (tmp *os.File, n int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
 	// No overall timeout: a large store takes as long as it takes. The
 	// server must answer promptly, though.
@@ -85,17 +109,17 @@ func download(ctx context.Context, url, dst string, progress io.Writer) (tmp str
 	}}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return "", 0, fmt.Errorf("backup: GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, 0, fmt.Errorf("backup: GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
 
-	f, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-*")
+	f, err := store.CreateLockedTemp(filepath.Dir(dst), tempPattern(dst))
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -107,19 +131,23 @@ func download(ctx context.Context, url, dst string, progress io.Writer) (tmp str
 	n, err = io.Copy(io.MultiWriter(f, p), resp.Body)
 	p.report(true)
 	if err != nil {
-		return "", n, fmt.Errorf("backup: download from %s after %d bytes: %w", url, n, err)
+		return nil, n, fmt.Errorf("backup: download from %s after %d bytes: %w", url, n, err)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return "", n, fmt.Errorf("backup: download from %s: got %d of %d bytes", url, n, resp.ContentLength)
+		return nil, n, fmt.Errorf("backup: download from %s: got %d of %d bytes", url, n, resp.ContentLength)
 	}
 	if err = f.Sync(); err != nil {
-		return "", n, fmt.Errorf("backup: sync %s: %w", f.Name(), err)
+		return nil, n, fmt.Errorf("backup: sync %s: %w", f.Name(), err)
 	}
-	if err = f.Close(); err != nil {
-		return "", n, fmt.Errorf("backup: %w", err)
+	if err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		return nil, n, fmt.Errorf("backup: lock %s: %w", f.Name(), err)
 	}
-	return f.Name(), n, nil
+	return f, n, nil
 }
+
+// tempPattern names the temporary files of backups to dst (see
+// os.CreateTemp).
+func tempPattern(dst string) string { return filepath.Base(dst) + ".tmp-*" }
 
 // progressWriter prints the bytes downloaded so far, at most once a second.
 type progressWriter struct {

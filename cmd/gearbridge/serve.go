@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -334,6 +335,15 @@ func openStore(f *serveFlags, log *slog.Logger) (gearbridge.Store, gearbridge.Ba
 	db, err := store.Open(f.db, store.Options{Logger: log})
 	if err != nil {
 		return nil, nil, err
+	}
+	// Holding the store's lock, no compaction of it is under way: what
+	// a killed creation or compaction left beside it can go.
+	stale, err := store.RemoveStaleTemps(filepath.Dir(f.db))
+	for _, name := range stale {
+		log.Info("removed a temporary file left by an earlier run that did not finish", "file", name)
+	}
+	if err != nil {
+		log.Warn("could not clear stale temporary files", "err", err)
 	}
 	return db, db, nil
 }
