@@ -7,6 +7,7 @@ package server
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,8 +58,14 @@ type Config struct {
 	// NO_JOB at once, as gearmand does.
 	GrabHold time.Duration
 	// EventLoop serves TCP connections from one epoll loop instead of a
-	// goroutine pair per connection (Linux only).
+	// goroutine pair per connection (Linux only). It does not apply to
+	// TLS connections (see TLS).
 	EventLoop bool
+	// TLS, when set, makes Serve speak TLS on every connection it accepts
+	// (gearmand's --ssl). The event loop works on raw sockets and TLS
+	// records need crypto/tls, so TLS connections are always served by
+	// the goroutine transport.
+	TLS *tls.Config
 	// EventLoops is how many event loops share the connections (default 1).
 	EventLoops int
 	// BusyPoll is how long an event loop polls for more work before it
@@ -203,7 +210,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
 
-	if tl, ok := l.(*net.TCPListener); ok && s.cfg.EventLoop {
+	if s.cfg.TLS != nil {
+		l = &tlsListener{Listener: l, config: s.cfg.TLS, log: s.log}
+	} else if tl, ok := l.(*net.TCPListener); ok && s.cfg.EventLoop {
 		return s.serveLoop(tl)
 	}
 	var backoff time.Duration
