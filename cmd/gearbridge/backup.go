@@ -25,8 +25,10 @@ func runBackup(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	server := fs.String("server", "http://127.0.0.1:4731", "the server's HTTP address (its --http flag)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	tokenFile := fs.String("token-file", "", "file holding the server's bearer token (its --http-token-file)")
+	caFile := fs.String("ca-file", "", "PEM file of the CAs to trust for an https URL (default: the system's)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gearbridge backup [--server URL] FILE\n\nDownloads URL/backup, verifies it and renames it to FILE.")
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge backup [--server URL] [--token-file FILE] [--ca-file FILE] FILE\n\nDownloads URL/backup, verifies it and renames it to FILE.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -43,6 +45,10 @@ func runBackup(args []string) error {
 	url := strings.TrimSuffix(*server, "/") + "/backup"
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
+	}
+	client, token, err := httpClient(*tokenFile, *caFile)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 
 	// A signal cancels the download; the deferred removal of the
@@ -64,7 +70,7 @@ func runBackup(args []string) error {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "backup: clearing stale temporary files: %v\n", err)
 	}
-	f, n, err := download(ctx, url, dst, progress)
+	f, n, err := download(ctx, client, token, url, dst, progress)
 	if err != nil {
 		return err
 	}
@@ -96,17 +102,14 @@ func runBackup(args []string) error {
 // returns it and its size, still open and holding a shared lock (the one
 // store.Check takes too), which keeps another backup's RemoveStale off it.
 // On error the temporary file is removed.
-func download(ctx context.Context, url, dst string, progress io.Writer) (tmp *os.File, n int64, err error) {
+func download(ctx context.Context, client *http.Client, token, url, dst string, progress io.Writer) (tmp *os.File, n int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
-	// No overall timeout: a large store takes as long as it takes. The
-	// server must answer promptly, though.
-	client := &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		ResponseHeaderTimeout: 30 * time.Second,
-	}}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("backup: %w", err)
@@ -143,6 +146,29 @@ func download(ctx context.Context, url, dst string, progress io.Writer) (tmp *os
 		return nil, n, fmt.Errorf("backup: lock %s: %w", f.Name(), err)
 	}
 	return f, n, nil
+}
+
+// httpClient is the client of backup and status: it trusts caFile's CAs
+// (the system's if empty), and returns the bearer token read from
+// tokenFile ("" if empty). There is no overall timeout: a large store takes
+// as long as it takes. The server must answer promptly, though.
+func httpClient(tokenFile, caFile string) (*http.Client, string, error) {
+	var token string
+	if tokenFile != "" {
+		var err error
+		if token, err = readToken(tokenFile); err != nil {
+			return nil, "", fmt.Errorf("--token-file: %w", err)
+		}
+	}
+	tlsCfg, err := clientTLS(caFile, "", "")
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-file: %w", err)
+	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: 30 * time.Second,
+		TLSClientConfig:       tlsCfg,
+	}}, token, nil
 }
 
 // tempPattern names the temporary files of backups to dst (see
