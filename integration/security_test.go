@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
 	"github.com/gearbridge/gearbridge/internal/testcert"
 	p "github.com/gearbridge/gearbridge/protocol"
 )
@@ -372,4 +373,59 @@ func TestTLS_LibgearmanCLI(t *testing.T) {
 	if st := statusOf(a.Admin("status\n"), "tls_cli"); st.workers != 1 {
 		t.Errorf("the TLS connection after the refused one: %+v", st)
 	}
+}
+
+// The bridge with a TLS job server. Server A runs with --ssl and client
+// certificates required; its own bridge reaches it through a private Unix
+// socket and runs a build. Server B's bridge connects to A as
+// tls://127.0.0.1:PORT with gearman.ca_file, cert_file and key_file, and
+// its workers register on A.
+func TestTLS_BridgeWorkers(t *testing.T) {
+	certs := testcert.New(t)
+	jenkinsA, jenkinsB := newJenkins(t), newJenkins(t)
+	must(t, jenkinsA.AddNode(jenkinstest.NodeSpec{Name: "na", Executors: 1}))
+	must(t, jenkinsA.AddJob(jenkinstest.JobSpec{Name: "hello"}))
+	must(t, jenkinsB.AddNode(jenkinstest.NodeSpec{Name: "nb", Executors: 1}))
+	must(t, jenkinsB.AddJob(jenkinstest.JobSpec{Name: "fromb"}))
+	t.Setenv("GB_TLS_TEST_TOKEN_A", jenkinsA.AddUser("gb", "pw"))
+	t.Setenv("GB_TLS_TEST_TOKEN_B", jenkinsB.AddUser("gb", "pw"))
+	dir := t.TempDir()
+	master := func(name, url, env string) string {
+		return fmt.Sprintf("masters:\n  - name: %s\n    url: %s\n    user: gb\n    token_env: %s\n    poll_interval: 200ms\n", name, url, env)
+	}
+	cfgA := filepath.Join(dir, "a.yaml")
+	must(t, os.WriteFile(cfgA, []byte(master("ma", jenkinsA.URL, "GB_TLS_TEST_TOKEN_A")), 0o600))
+	a := tlsServer(t, certs, "--config", cfgA)
+	admin := DialTLS(t, a.Addr, certs.ClientConfig(true))
+	eventually(t, 20*time.Second, "A's own bridge to register over its socket", func() bool {
+		st := admin.Admin("status\n")
+		return statusOf(st, "build:hello").workers == 1 && statusOf(st, "stop:ma").workers == 1
+	})
+	c := DialTLS(t, a.Addr, certs.ClientConfig(true))
+	c.Send(p.SubmitJob, "build:hello", "u1", "{}")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pkt, err := c.ReadWithin(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("waiting for the build's result: %v", err)
+		}
+		if pkt.Type == p.WorkComplete {
+			if !strings.Contains(pkt.Args()[1], `"result":"SUCCESS"`) {
+				t.Errorf("build result %s", pkt.Args()[1])
+			}
+			break
+		}
+		if pkt.Type == p.WorkFail || pkt.Type == p.WorkException || pkt.Type == p.Error {
+			t.Fatalf("the build over the TLS server failed: %v", pkt)
+		}
+	}
+
+	cfgB := filepath.Join(dir, "b.yaml")
+	must(t, os.WriteFile(cfgB, []byte(fmt.Sprintf("gearman:\n  servers: [\"tls://127.0.0.1:%d\"]\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n",
+		a.Port, certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile)+master("mb", jenkinsB.URL, "GB_TLS_TEST_TOKEN_B")), 0o600))
+	StartGearbridge(t, "--config", cfgB)
+	eventually(t, 20*time.Second, "B's bridge to register on A over TLS", func() bool {
+		st := admin.Admin("status\n")
+		return statusOf(st, "build:fromb").workers == 1 && statusOf(st, "stop:mb").workers == 1
+	})
 }

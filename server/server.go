@@ -7,7 +7,6 @@ package server
 import (
 	"container/heap"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,13 +58,8 @@ type Config struct {
 	GrabHold time.Duration
 	// EventLoop serves TCP connections from one epoll loop instead of a
 	// goroutine pair per connection (Linux only). It does not apply to
-	// TLS connections (see TLS).
+	// TLS connections (see ServeTLS).
 	EventLoop bool
-	// TLS, when set, makes Serve speak TLS on every connection it accepts
-	// (gearmand's --ssl). The event loop works on raw sockets and TLS
-	// records need crypto/tls, so TLS connections are always served by
-	// the goroutine transport.
-	TLS *tls.Config
 	// EventLoops is how many event loops share the connections (default 1).
 	EventLoops int
 	// BusyPoll is how long an event loop polls for more work before it
@@ -210,9 +204,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
 
-	if s.cfg.TLS != nil {
-		l = &tlsListener{Listener: l, config: s.cfg.TLS, log: s.log}
-	} else if tl, ok := l.(*net.TCPListener); ok && s.cfg.EventLoop {
+	if tl, ok := l.(*net.TCPListener); ok && s.cfg.EventLoop {
 		return s.serveLoop(tl)
 	}
 	var backoff time.Duration

@@ -16,6 +16,16 @@ import (
 // connects and never completes a handshake is cut off. Tests shorten it.
 var tlsHandshakeTimeout = 10 * time.Second
 
+// ServeTLS is Serve with TLS on every connection accepted from l
+// (gearmand's --ssl); cfg holds the server's certificate and, to require
+// client certificates, ClientAuth and ClientCAs. The event loop works on
+// raw sockets, and TLS records need crypto/tls, so TLS connections are
+// always served by the goroutine transport, whatever Config.EventLoop
+// says.
+func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	return s.Serve(&tlsListener{Listener: l, config: cfg, log: s.log})
+}
+
 // tlsListener wraps every accepted connection in a TLS server connection.
 type tlsListener struct {
 	net.Listener

@@ -12,6 +12,29 @@ import (
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
+// startTLSServer runs a server with ServeTLS on a free loopback port.
+func startTLSServer(t *testing.T, cfg Config, tlsCfg *tls.Config) string {
+	t.Helper()
+	cfg.HandlePrefix = "H:test"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.ServeTLS(ln, tlsCfg) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Errorf("ServeTLS: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
 // dialTLS is dial over TLS with the given client configuration.
 func dialTLS(t *testing.T, addr string, cfg *tls.Config) *client {
 	t.Helper()
@@ -36,8 +59,7 @@ func TestTLSServesBothTransports(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			var logged syncBuffer
-			_, addr := startServer(t, Config{EventLoop: eventLoop, TLS: certs.ServerConfig(true),
-				Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			addr := startTLSServer(t, Config{EventLoop: eventLoop, Logger: slog.New(slog.NewTextHandler(&logged, nil))}, certs.ServerConfig(true))
 			w := dialTLS(t, addr, certs.ClientConfig(true))
 			w.send(protocol.CanDo, "tls-f")
 			c := dialTLS(t, addr, certs.ClientConfig(true))
@@ -108,7 +130,7 @@ func TestTLSHandshakeTimesOut(t *testing.T) {
 	t.Cleanup(func() { tlsHandshakeTimeout = old })
 	tlsHandshakeTimeout = 300 * time.Millisecond
 	certs := testcert.New(t)
-	_, addr := startServer(t, Config{TLS: certs.ServerConfig(false)})
+	addr := startTLSServer(t, Config{}, certs.ServerConfig(false))
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -244,7 +244,6 @@ func runServe(args []string) error {
 		DropRestoredForeground: f.restoreForeground == "drop",
 		Exceptions:             f.exceptions,
 		EventLoop:              f.eventLoop,
-		TLS:                    gearTLS,
 		GrabHold:               f.grabHold,
 		EventLoops:             f.eventLoops,
 		BusyPoll:               f.busyPoll,
@@ -314,13 +313,31 @@ func runServe(args []string) error {
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if gearTLS != nil {
+		go func() { served <- srv.ServeTLS(ln, gearTLS) }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
 
 	bridgeCtx, stopBridge := context.WithCancel(context.Background())
 	bridgeDone := make(chan struct{})
 	if bridgeCfg != nil && len(bridgeCfg.Masters) > 0 {
+		embedded := loopbackAddr(ln.Addr())
+		if gearTLS != nil && len(bridgeCfg.Gearman.Servers) == 0 {
+			// The Gearman port wants TLS, and maybe a client certificate
+			// the bridge does not have: the bridge reaches the embedded
+			// server through a Unix socket in a directory only this user
+			// can enter.
+			sock, cleanup, err := bridgeSocket(srv, served)
+			if err != nil {
+				stopBridge()
+				return err
+			}
+			defer cleanup()
+			embedded = "unix:" + sock
+		}
 		b := bridge.New(bridgeCfg, bridge.Options{
-			Embedded: loopbackAddr(ln.Addr()),
+			Embedded: embedded,
 			Refs:     st,
 			Logger:   log,
 			Registry: srv.Registry(),
@@ -377,6 +394,31 @@ func runServe(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// bridgeSocket serves srv on a Unix socket in a new private directory
+// (mode 0700) for the embedded bridge. A failed Serve is sent to served;
+// cleanup removes the directory.
+func bridgeSocket(srv *server.Server, served chan<- error) (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "gearbridge-bridge-*")
+	if err != nil {
+		return "", nil, fmt.Errorf("bridge socket: %w", err)
+	}
+	path = filepath.Join(dir, "gearman.sock")
+	ul, err := net.Listen("unix", path)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("bridge socket: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ul); err != nil {
+			select {
+			case served <- fmt.Errorf("bridge socket: %w", err):
+			default:
+			}
+		}
+	}()
+	return path, func() { os.RemoveAll(dir) }, nil
 }
 
 // loopbackAddr is how the bridge reaches the embedded server: by loopback
