@@ -395,6 +395,14 @@ func TestTLS_BridgeWorkers(t *testing.T) {
 	}
 	cfgA := filepath.Join(dir, "a.yaml")
 	must(t, os.WriteFile(cfgA, []byte(master("ma", jenkinsA.URL, "GB_TLS_TEST_TOKEN_A")), 0o600))
+	// The socket's directory goes in TMPDIR; a killed server's is removed.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	stale := filepath.Join(tmp, "gearbridge-bridge-123")
+	must(t, os.Mkdir(stale, 0o700))
+	must(t, os.WriteFile(filepath.Join(stale, "gearman.sock"), nil, 0o600))
+	old := time.Now().Add(-time.Hour)
+	must(t, os.Chtimes(stale, old, old))
 	a := tlsServer(t, certs, "--config", cfgA)
 	admin := DialTLS(t, a.Addr, certs.ClientConfig(true))
 	eventually(t, 20*time.Second, "A's own bridge to register over its socket", func() bool {
@@ -420,6 +428,20 @@ func TestTLS_BridgeWorkers(t *testing.T) {
 		}
 	}
 
+	if exists(stale) {
+		t.Errorf("the stale socket directory %s is still there", stale)
+	}
+	sockets, _ := filepath.Glob(filepath.Join(tmp, "gearbridge-bridge-*"))
+	if len(sockets) != 1 {
+		t.Fatalf("socket directories %v, want one", sockets)
+	}
+	a.Stop()
+	if exists(sockets[0]) {
+		t.Errorf("A left its socket directory %s", sockets[0])
+	}
+
+	a.Restart()
+	admin = DialTLS(t, a.Addr, certs.ClientConfig(true))
 	cfgB := filepath.Join(dir, "b.yaml")
 	must(t, os.WriteFile(cfgB, []byte(fmt.Sprintf("gearman:\n  servers: [\"tls://127.0.0.1:%d\"]\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n",
 		a.Port, certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile)+master("mb", jenkinsB.URL, "GB_TLS_TEST_TOKEN_B")), 0o600))

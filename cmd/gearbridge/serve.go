@@ -400,7 +400,8 @@ func runServe(args []string) error {
 // (mode 0700) for the embedded bridge. A failed Serve is sent to served;
 // cleanup removes the directory.
 func bridgeSocket(srv *server.Server, served chan<- error) (path string, cleanup func(), err error) {
-	dir, err := os.MkdirTemp("", "gearbridge-bridge-*")
+	removeStaleBridgeSockets()
+	dir, err := os.MkdirTemp("", bridgeSocketDirs)
 	if err != nil {
 		return "", nil, fmt.Errorf("bridge socket: %w", err)
 	}
@@ -419,6 +420,29 @@ func bridgeSocket(srv *server.Server, served chan<- error) (path string, cleanup
 		}
 	}()
 	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// bridgeSocketDirs names the directories of bridgeSocket (os.MkdirTemp).
+const bridgeSocketDirs = "gearbridge-bridge-*"
+
+// removeStaleBridgeSockets removes the socket directories that killed
+// servers left: those whose socket nobody listens on. Other users'
+// directories cannot be entered (0700) and stay.
+func removeStaleBridgeSockets() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), bridgeSocketDirs))
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue // maybe a server starting now, between mkdir and listen
+		}
+		c, err := net.DialTimeout("unix", filepath.Join(dir, "gearman.sock"), time.Second)
+		if err == nil {
+			c.Close() // a running server's
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			os.RemoveAll(dir)
+		}
+	}
 }
 
 // loopbackAddr is how the bridge reaches the embedded server: by loopback
