@@ -167,7 +167,10 @@ func TestClosedConnectionsLeaveNoGoroutines(t *testing.T) {
 // With a token, only /healthz and /metrics are open; /debug/pprof is
 // served only when asked for, and then behind the token too.
 func TestHTTPTokenAndPprof(t *testing.T) {
-	s, _ := startServer(t, Config{})
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	req := func(h http.Handler, path, auth string) int {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodGet, path, nil)
