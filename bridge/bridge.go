@@ -6,6 +6,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"sync"
 
@@ -23,7 +24,7 @@ type BuildRefs interface {
 // Options are what the bridge needs besides its configuration.
 type Options struct {
 	// Embedded is the address of the job server in this process, used
-	// when the configuration names no servers.
+	// when the configuration names no servers (see dialGear for the forms).
 	Embedded string
 	// Refs keeps build references; nil means no re-attach after restarts.
 	Refs   BuildRefs
@@ -35,6 +36,7 @@ type Options struct {
 // Bridge is the set of masters and their workers.
 type Bridge struct {
 	servers  []string
+	gearTLS  *tls.Config // for tls:// servers
 	embedded string
 	refs     BuildRefs
 	log      *slog.Logger
@@ -50,6 +52,7 @@ func New(cfg *Config, opts Options) *Bridge {
 	}
 	b := &Bridge{
 		servers:  cfg.Gearman.Servers,
+		gearTLS:  cfg.Gearman.tls,
 		embedded: opts.Embedded,
 		refs:     opts.Refs,
 		log:      opts.Logger.With("component", "bridge"),

@@ -22,8 +22,18 @@ type Config struct {
 
 // GearmanConfig lists the job servers the bridge's workers connect to.
 type GearmanConfig struct {
-	// Servers are HOST:PORT addresses; empty means the embedded server.
+	// Servers are HOST:PORT addresses, tls://HOST:PORT for a server with
+	// TLS (gearmand --ssl); empty means the embedded server.
 	Servers []string `yaml:"servers"`
+	// CAFile is a PEM bundle to trust for tls:// servers (default: the
+	// system's CAs).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate and key presented to
+	// tls:// servers that require one (gearmand --ssl-ca-file).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+
+	tls *tls.Config // for tls:// servers
 }
 
 // MasterConfig is one Jenkins master.
@@ -121,14 +131,48 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		seen[m.Name] = true
 	}
 	for _, s := range cfg.Gearman.Servers {
-		if !strings.Contains(s, ":") {
-			problems = append(problems, fmt.Sprintf("gearman.servers: %q is not HOST:PORT", s))
+		if !strings.Contains(strings.TrimPrefix(s, tlsScheme), ":") {
+			problems = append(problems, fmt.Sprintf("gearman.servers: %q is not HOST:PORT or tls://HOST:PORT", s))
 		}
 	}
+	problems = append(problems, cfg.Gearman.check()...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("config %s:\n  %s", name, strings.Join(problems, "\n  "))
 	}
 	return &cfg, nil
+}
+
+// tlsScheme starts the address of a job server that speaks TLS.
+const tlsScheme = "tls://"
+
+// check loads the TLS settings for tls:// servers.
+func (g *GearmanConfig) check() []string {
+	var problems []string
+	g.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	if g.CAFile != "" {
+		pem, err := os.ReadFile(g.CAFile)
+		pool := x509.NewCertPool()
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("gearman.ca_file: %v", err))
+		case !pool.AppendCertsFromPEM(pem):
+			problems = append(problems, fmt.Sprintf("gearman.ca_file %s: no PEM certificate in it", g.CAFile))
+		default:
+			g.tls.RootCAs = pool
+		}
+	}
+	switch {
+	case (g.CertFile == "") != (g.KeyFile == ""):
+		problems = append(problems, "gearman: cert_file and key_file go together")
+	case g.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(g.CertFile, g.KeyFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("gearman.cert_file and key_file: %v", err))
+		} else {
+			g.tls.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return problems
 }
 
 // check validates m and loads its secret and CA bundle.

@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +33,21 @@ const maxAssignSize = 64 << 20
 // writeTimeout bounds one write to the job server.
 const gearWriteTimeout = 30 * time.Second
 
-func dialGear(ctx context.Context, addr string) (*gearConn, error) {
+// dialGear connects to a job server: HOST:PORT, tls://HOST:PORT (over TLS
+// with tlsCfg, which may be nil for the system's CAs), or unix:PATH.
+func dialGear(ctx context.Context, addr string, tlsCfg *tls.Config) (*gearConn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	switch {
+	case strings.HasPrefix(addr, tlsScheme):
+		td := tls.Dialer{NetDialer: &d, Config: tlsCfg}
+		nc, err = td.DialContext(ctx, "tcp", strings.TrimPrefix(addr, tlsScheme))
+	case strings.HasPrefix(addr, "unix:"):
+		nc, err = d.DialContext(ctx, "unix", strings.TrimPrefix(addr, "unix:"))
+	default:
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to gearman server %s: %w", addr, err)
 	}

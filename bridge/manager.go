@@ -35,7 +35,7 @@ func (mw *manager) functions() []string {
 func (mw *manager) run(ctx context.Context) {
 	bo := backoff{max: 10 * time.Second}
 	for ctx.Err() == nil {
-		conn, err := dialGear(ctx, mw.server)
+		conn, err := dialGear(ctx, mw.server, mw.m.bridge.gearTLS)
 		if err == nil {
 			bo.reset()
 			err = mw.session(ctx, conn)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -54,12 +55,33 @@ func (s *Server) Snapshot() Status {
 	return st
 }
 
-// Handler returns the HTTP handler: /metrics, /healthz, /api/status, a
-// status page at /, and /backup when backup is non-nil.
+// HTTPOptions configure the HTTP handler.
+type HTTPOptions struct {
+	// Backup serves /backup; nil answers 404 there.
+	Backup gearbridge.Backuper
+	// Token, when set, is the bearer token that every path but /healthz
+	// and /metrics requires (Authorization: Bearer TOKEN).
+	Token string
+	// Pprof serves /debug/pprof.
+	Pprof bool
+}
+
+// Handler returns the HTTP handler without a token or profiles: /metrics,
+// /healthz, /api/status, a status page at /, and /backup when backup is
+// non-nil.
 func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
+	return s.HTTPHandler(HTTPOptions{Backup: backup})
+}
+
+// HTTPHandler returns the HTTP handler: /metrics and /healthz, open to
+// all; /api/status, a status page at /, /backup and (with Pprof)
+// /debug/pprof, which need the token when one is set.
+func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
+	backup := opts.Backup
+	open := http.NewServeMux()
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	open.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
@@ -70,10 +92,15 @@ func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
 		enc.Encode(s.Snapshot())
 	})
 	mux.HandleFunc("GET /{$}", s.statusPage)
-	// Profiles, for operators chasing a slow server (HTTP is loopback by
-	// default).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	// Profiles, for operators chasing a slow server: off unless asked for
+	// (--pprof), since they show the server's memory.
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		if backup == nil {
 			http.Error(w, "this server keeps no durable store (--durability none)", http.StatusNotFound)
@@ -90,7 +117,26 @@ func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
 		}
 		s.log.Info("backup streamed", "bytes", n, "peer", r.RemoteAddr)
 	})
-	return mux
+	var rest http.Handler = mux
+	if opts.Token != "" {
+		rest = requireToken(opts.Token, mux)
+	}
+	open.Handle("/", rest)
+	return open
+}
+
+// requireToken lets through requests that carry the bearer token.
+func requireToken(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gearbridge"`)
+			http.Error(w, "this needs the server's token: Authorization: Bearer TOKEN (gearbridge backup --token-file FILE)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {

@@ -163,3 +163,48 @@ func TestClosedConnectionsLeaveNoGoroutines(t *testing.T) {
 	waitFor(t, "the server to forget the connections", func() bool { return len(s.Snapshot().Workers) == 0 })
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base+2 })
 }
+
+// With a token, only /healthz and /metrics are open; /debug/pprof is
+// served only when asked for, and then behind the token too.
+func TestHTTPTokenAndPprof(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(h http.Handler, path, auth string) int {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	h := s.HTTPHandler(HTTPOptions{Token: "s3cret"})
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if code := req(h, path, ""); code != 200 {
+			t.Errorf("%s without a token: %d, want 200", path, code)
+		}
+	}
+	for _, path := range []string{"/", "/api/status", "/backup", "/debug/pprof/", "/nothing"} {
+		for _, auth := range []string{"", "Bearer wrong", "Bearer s3cret2", "s3cret", "Basic czNjcmV0"} {
+			if code := req(h, path, auth); code != http.StatusUnauthorized {
+				t.Errorf("%s with %q: %d, want 401", path, auth, code)
+			}
+		}
+	}
+	for path, want := range map[string]int{"/": 200, "/api/status": 200, "/backup": 404, "/debug/pprof/": 404} {
+		if code := req(h, path, "Bearer s3cret"); code != want {
+			t.Errorf("%s with the token: %d, want %d", path, code, want)
+		}
+	}
+	if code := req(s.Handler(nil), "/debug/pprof/", ""); code != 404 {
+		t.Errorf("/debug/pprof/ without Pprof: %d, want 404", code)
+	}
+	if code := req(s.HTTPHandler(HTTPOptions{Pprof: true}), "/debug/pprof/", ""); code != 200 {
+		t.Errorf("/debug/pprof/ with Pprof: %d, want 200", code)
+	}
+	if code := req(s.HTTPHandler(HTTPOptions{Pprof: true, Token: "s3cret"}), "/debug/pprof/", "Bearer s3cret"); code != 200 {
+		t.Errorf("/debug/pprof/ with Pprof and the token: %d, want 200", code)
+	}
+}

@@ -471,9 +471,11 @@ func (s *Server) committed(j *job, err error) {
 	j.commitWaiters = nil
 	j.fn.pending--
 	if err != nil {
-		s.log.Error("could not store job; refusing it", "handle", j.Handle, "function", j.fn.name, "err", err)
+		s.refusals.refused(s.log, j.Handle, j.fn.name, err)
 		s.metrics.storeErrors.Inc()
-		reply := protocol.AppendError(nil, "QUEUE_ERROR", "Job could not be stored: "+err.Error())
+		// The detail (a file path, an OS error) is for the log, not for
+		// every client on the network.
+		reply := protocol.AppendError(nil, "QUEUE_ERROR", errNotStored)
 		for _, w := range waiters {
 			w.entry.data, w.entry.ready = reply, true
 		}

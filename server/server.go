@@ -61,7 +61,8 @@ type Config struct {
 	// NO_JOB at once, as gearmand does.
 	GrabHold time.Duration
 	// EventLoop serves TCP connections from one epoll loop instead of a
-	// goroutine pair per connection (Linux only).
+	// goroutine pair per connection (Linux only). It does not apply to
+	// TLS connections (see ServeTLS).
 	EventLoop bool
 	// EventLoops is how many event loops share the connections (default 1).
 	EventLoops int
@@ -107,6 +108,7 @@ type Server struct {
 	bufStopped  bool // the buffer governor was told to stop
 	connWG      sync.WaitGroup
 	nextConnID  atomic.Uint64
+	refusals    refusalLog
 }
 
 // New creates a server and restores the store's jobs into its queues.

@@ -36,7 +36,7 @@ func Compact(path string, timeout time.Duration) (before, after Info, err error)
 	}
 	defer src.Close()
 
-	dst, tmpName, err := createTemp(filepath.Dir(path), ".gearbridge-compact-*.db")
+	dst, tmpName, err := createTemp(filepath.Dir(path), compactTempPattern)
 	if err != nil {
 		return before, after, fmt.Errorf("compact store %s: %w", path, err)
 	}

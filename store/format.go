@@ -252,7 +252,7 @@ func rawTxid(page []byte) uint64 {
 // exist. A file at path is therefore always a complete store (or something
 // that is not ours, which Open refuses rather than replaces).
 func createFile(path string) error {
-	db, tmpName, err := createTemp(filepath.Dir(path), ".gearbridge-new-*.db")
+	db, tmpName, err := createTemp(filepath.Dir(path), newTempPattern)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gearbridge/gearbridge/store"
@@ -24,8 +25,10 @@ func runBackup(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	server := fs.String("server", "http://127.0.0.1:4731", "the server's HTTP address (its --http flag)")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	tokenFile := fs.String("token-file", "", "file holding the server's bearer token (its --http-token-file)")
+	caFile := fs.String("ca-file", "", "PEM file of the CAs to trust for an https URL (default: the system's)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gearbridge backup [--server URL] FILE\n\nDownloads URL/backup, verifies it and renames it to FILE.")
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge backup [--server URL] [--token-file FILE] [--ca-file FILE] FILE\n\nDownloads URL/backup, verifies it and renames it to FILE.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -43,21 +46,46 @@ func runBackup(args []string) error {
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
+	client, token, err := httpClient(*tokenFile, *caFile)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// A signal cancels the download; the deferred removal of the
+	// temporary file then runs, which the default action of SIGTERM or
+	// SIGHUP (exit at once) would skip.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var progress io.Writer = os.Stderr
 	if *quiet {
 		progress = io.Discard
 	}
-	tmp, n, err := download(ctx, url, dst, progress)
+	// A backup killed outright (SIGKILL, a crash) leaves its temporary file
+	// behind: remove what earlier runs for the same FILE left. A backup
+	// to FILE that is still running holds a lock on its file, which keeps it.
+	stale, err := store.RemoveStale(filepath.Dir(dst), tempPattern(dst))
+	for _, name := range stale {
+		fmt.Fprintf(progress, "backup: removed %s, left by an earlier backup that did not finish\n", name)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "backup: clearing stale temporary files: %v\n", err)
+	}
+	f, n, err := download(ctx, client, token, url, dst, progress)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp) // after a successful rename this is a no-op
+	// The file stays open, and so locked, until it is renamed or removed.
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		os.Remove(tmp) // after a successful rename this is a no-op
+	}()
 	info, err := store.Check(tmp)
 	if err != nil {
 		return fmt.Errorf("backup from %s (%d bytes) failed verification, %s left unchanged: %w", url, n, dst, err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("backup: interrupted, %s left unchanged", dst)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -71,31 +99,30 @@ func runBackup(args []string) error {
 }
 
 // download fetches url into a new temporary file next to dst, syncs it and
-// returns its name and size. On error the temporary file is removed.
-func download(ctx context.Context, url, dst string, progress io.Writer) (tmp string, n int64, err error) {
+// returns it and its size, still open and holding a shared lock (the one
+// store.Check takes too), which keeps another backup's RemoveStale off it.
+// On error the temporary file is removed.
+func download(ctx context.Context, client *http.Client, token, url, dst string, progress io.Writer) (tmp *os.File, n int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
-	// No overall timeout: a large store takes as long as it takes. The
-	// server must answer promptly, though.
-	client := &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		ResponseHeaderTimeout: 30 * time.Second,
-	}}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return "", 0, fmt.Errorf("backup: GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, 0, fmt.Errorf("backup: GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
 
-	f, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".tmp-*")
+	f, err := store.CreateLockedTemp(filepath.Dir(dst), tempPattern(dst))
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return nil, 0, fmt.Errorf("backup: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -107,19 +134,46 @@ func download(ctx context.Context, url, dst string, progress io.Writer) (tmp str
 	n, err = io.Copy(io.MultiWriter(f, p), resp.Body)
 	p.report(true)
 	if err != nil {
-		return "", n, fmt.Errorf("backup: download from %s after %d bytes: %w", url, n, err)
+		return nil, n, fmt.Errorf("backup: download from %s after %d bytes: %w", url, n, err)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return "", n, fmt.Errorf("backup: download from %s: got %d of %d bytes", url, n, resp.ContentLength)
+		return nil, n, fmt.Errorf("backup: download from %s: got %d of %d bytes", url, n, resp.ContentLength)
 	}
 	if err = f.Sync(); err != nil {
-		return "", n, fmt.Errorf("backup: sync %s: %w", f.Name(), err)
+		return nil, n, fmt.Errorf("backup: sync %s: %w", f.Name(), err)
 	}
-	if err = f.Close(); err != nil {
-		return "", n, fmt.Errorf("backup: %w", err)
+	if err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		return nil, n, fmt.Errorf("backup: lock %s: %w", f.Name(), err)
 	}
-	return f.Name(), n, nil
+	return f, n, nil
 }
+
+// httpClient is the client of backup and status: it trusts caFile's CAs
+// (the system's if empty), and returns the bearer token read from
+// tokenFile ("" if empty). There is no overall timeout: a large store takes
+// as long as it takes. The server must answer promptly, though.
+func httpClient(tokenFile, caFile string) (*http.Client, string, error) {
+	var token string
+	if tokenFile != "" {
+		var err error
+		if token, err = readToken(tokenFile); err != nil {
+			return nil, "", fmt.Errorf("--token-file: %w", err)
+		}
+	}
+	tlsCfg, err := clientTLS(caFile, "", "")
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-file: %w", err)
+	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: 30 * time.Second,
+		TLSClientConfig:       tlsCfg,
+	}}, token, nil
+}
+
+// tempPattern names the temporary files of backups to dst (see
+// os.CreateTemp).
+func tempPattern(dst string) string { return filepath.Base(dst) + ".tmp-*" }
 
 // progressWriter prints the bytes downloaded so far, at most once a second.
 type progressWriter struct {

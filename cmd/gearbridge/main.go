@@ -27,7 +27,7 @@ Run "gearbridge serve --help" for the server's flags.
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "gearbridge:", err)
+			fmt.Fprintln(os.Stderr, "gearbridge:", redact(err.Error()))
 		}
 		os.Exit(exitCode(err))
 	}

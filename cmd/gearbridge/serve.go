@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -48,6 +50,15 @@ type serveFlags struct {
 	grabHold          time.Duration
 	eventLoops        int
 	busyPoll          time.Duration
+	httpTokenFile     string
+	httpTLSCert       string
+	httpTLSKey        string
+	httpInsecure      bool
+	pprof             bool
+	ssl               bool
+	sslCertificate    string
+	sslKey            string
+	sslCAFile         string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -81,6 +92,15 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
 	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "under load, how long an event loop polls for the next request before it sleeps (0: never)")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from epoll event loops (Linux; see --event-loops) instead of goroutines per connection")
+	fs.StringVar(&f.httpTokenFile, "http-token-file", "", "file holding the bearer token that HTTP needs for everything but /healthz and /metrics")
+	fs.StringVar(&f.httpTLSCert, "http-tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --http-tls-key")
+	fs.StringVar(&f.httpTLSKey, "http-tls-key", "", "the PEM private key of --http-tls-cert")
+	fs.BoolVar(&f.httpInsecure, "http-insecure", false, "allow --http on a non-loopback address without --http-token-file (anyone who reaches it can download every job)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof on the HTTP address (behind the token when one is set)")
+	fs.BoolVar(&f.ssl, "ssl", false, "TLS on the Gearman port (gearmand's --ssl); TLS connections are served by goroutines, not the event loop")
+	fs.StringVar(&f.sslCertificate, "ssl-certificate", "/etc/ssl/certs/gearmand.pem", "with --ssl: the server's PEM certificate (chain) file")
+	fs.StringVar(&f.sslKey, "ssl-key", "/etc/ssl/certs/gearmand.key", "with --ssl: the PEM private key of --ssl-certificate")
+	fs.StringVar(&f.sslCAFile, "ssl-ca-file", "", "with --ssl: require client certificates signed by a CA in this PEM file")
 	var ignoredInt int
 	var ignoredString string
 	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
@@ -119,6 +139,25 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	case f.maxConnections < 0:
 		return nil, usageError{fmt.Errorf("--max-connections must not be negative")}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for _, name := range []string{"ssl-certificate", "ssl-key", "ssl-ca-file"} {
+		if set[name] && !f.ssl {
+			// Without this, a server meant to be TLS-only would serve in
+			// the clear.
+			return nil, usageError{fmt.Errorf("--%s needs --ssl", name)}
+		}
+	}
+	switch {
+	case (f.httpTLSCert == "") != (f.httpTLSKey == ""):
+		return nil, usageError{fmt.Errorf("--http-tls-cert and --http-tls-key go together")}
+	case f.ssl && f.eventLoops > 1:
+		return nil, usageError{fmt.Errorf("--event-loops does not apply with --ssl: TLS connections are served by goroutines")}
+	case f.http != "" && f.httpTokenFile == "" && !f.httpInsecure && !loopbackAddress(f.http):
+		return nil, usageError{fmt.Errorf("--http %s is reachable from other machines, and /backup there hands out every queued job's payload: "+
+			"give --http-token-file FILE (a bearer token, best with --http-tls-cert and --http-tls-key), "+
+			"or listen on loopback only (--http 127.0.0.1:4731), or accept the risk with --http-insecure", f.http)}
+	}
 	if _, ok := logLevels[strings.ToUpper(f.verbose)]; !ok {
 		return nil, usageError{fmt.Errorf("unknown --verbose level %q", f.verbose)}
 	}
@@ -153,7 +192,7 @@ func openLog(path, level string) (*slog.Logger, io.Closer, error) {
 		}
 		w, closer = f, f
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})), closer, nil
+	return slog.New(redactHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})}), closer, nil
 }
 
 func runServe(args []string) error {
@@ -174,6 +213,18 @@ func runServe(args []string) error {
 	}
 	slog.SetDefault(log)
 	raiseFileLimit(log)
+	var gearTLS *tls.Config
+	if f.ssl {
+		if gearTLS, err = serverTLS(f.sslCertificate, f.sslKey, f.sslCAFile); err != nil {
+			return err
+		}
+	}
+	var httpToken string
+	if f.httpTokenFile != "" {
+		if httpToken, err = readToken(f.httpTokenFile); err != nil {
+			return fmt.Errorf("--http-token-file: %w", err)
+		}
+	}
 
 	st, backup, err := openStore(f, log)
 	if err != nil {
@@ -220,7 +271,11 @@ func runServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	log.Info("gearbridge listening", "addr", ln.Addr().String(), "version", gearbridge.Version, "durability", f.durability, "db", dbName(f))
+	log.Info("gearbridge listening", "addr", ln.Addr().String(), "version", gearbridge.Version, "durability", f.durability, "db", dbName(f),
+		"tls", f.ssl, "client_certificates", f.ssl && f.sslCAFile != "")
+	if f.ssl && f.eventLoop {
+		log.Info("TLS connections are served by goroutines: the event loop serves plain TCP only")
+	}
 	if f.pidFile != "" {
 		if err := os.WriteFile(f.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write pid file: %w", err)
@@ -235,8 +290,25 @@ func runServe(args []string) error {
 			ln.Close()
 			return fmt.Errorf("listen for HTTP on %s: %w", f.http, err)
 		}
-		httpSrv = &http.Server{Handler: srv.Handler(backup), ReadHeaderTimeout: 10 * time.Second}
-		log.Info("HTTP listening", "addr", hl.Addr().String())
+		if !isLoopback(hl.Addr()) && httpToken != "" && f.httpTLSCert == "" {
+			log.Warn("HTTP on a non-loopback address without TLS: the bearer token crosses the network in the clear; give --http-tls-cert and --http-tls-key", "addr", hl.Addr().String())
+		}
+		httpSrv = &http.Server{
+			Handler:           srv.HTTPHandler(server.HTTPOptions{Backup: backup, Token: httpToken, Pprof: f.pprof}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		if f.httpTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(f.httpTLSCert, f.httpTLSKey)
+			if err != nil {
+				hl.Close()
+				ln.Close()
+				return fmt.Errorf("--http-tls-cert %s and --http-tls-key %s: %w", f.httpTLSCert, f.httpTLSKey, err)
+			}
+			httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			hl = tls.NewListener(hl, httpSrv.TLSConfig)
+		}
+		log.Info("HTTP listening", "addr", hl.Addr().String(), "tls", f.httpTLSCert != "", "token", httpToken != "", "pprof", f.pprof)
 		go func() {
 			if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
@@ -245,13 +317,31 @@ func runServe(args []string) error {
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if gearTLS != nil {
+		go func() { served <- srv.ServeTLS(ln, gearTLS) }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
 
 	bridgeCtx, stopBridge := context.WithCancel(context.Background())
 	bridgeDone := make(chan struct{})
 	if bridgeCfg != nil && len(bridgeCfg.Masters) > 0 {
+		embedded := loopbackAddr(ln.Addr())
+		if gearTLS != nil && len(bridgeCfg.Gearman.Servers) == 0 {
+			// The Gearman port wants TLS, and maybe a client certificate
+			// the bridge does not have: the bridge reaches the embedded
+			// server through a Unix socket in a directory only this user
+			// can enter.
+			sock, cleanup, err := bridgeSocket(srv, served)
+			if err != nil {
+				stopBridge()
+				return err
+			}
+			defer cleanup()
+			embedded = "unix:" + sock
+		}
 		b := bridge.New(bridgeCfg, bridge.Options{
-			Embedded: loopbackAddr(ln.Addr()),
+			Embedded: embedded,
 			Refs:     st,
 			Logger:   log,
 			Registry: srv.Registry(),
@@ -310,6 +400,55 @@ func runServe(args []string) error {
 	return nil
 }
 
+// bridgeSocket serves srv on a Unix socket in a new private directory
+// (mode 0700) for the embedded bridge. A failed Serve is sent to served;
+// cleanup removes the directory.
+func bridgeSocket(srv *server.Server, served chan<- error) (path string, cleanup func(), err error) {
+	removeStaleBridgeSockets()
+	dir, err := os.MkdirTemp("", bridgeSocketDirs)
+	if err != nil {
+		return "", nil, fmt.Errorf("bridge socket: %w", err)
+	}
+	path = filepath.Join(dir, "gearman.sock")
+	ul, err := net.Listen("unix", path)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("bridge socket: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ul); err != nil {
+			select {
+			case served <- fmt.Errorf("bridge socket: %w", err):
+			default:
+			}
+		}
+	}()
+	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// bridgeSocketDirs names the directories of bridgeSocket (os.MkdirTemp).
+const bridgeSocketDirs = "gearbridge-bridge-*"
+
+// removeStaleBridgeSockets removes the socket directories that killed
+// servers left: those whose socket nobody listens on. Other users'
+// directories cannot be entered (0700) and stay.
+func removeStaleBridgeSockets() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), bridgeSocketDirs))
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue // maybe a server starting now, between mkdir and listen
+		}
+		c, err := net.DialTimeout("unix", filepath.Join(dir, "gearman.sock"), time.Second)
+		if err == nil {
+			c.Close() // a running server's
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			os.RemoveAll(dir)
+		}
+	}
+}
+
 // loopbackAddr is how the bridge reaches the embedded server: by loopback
 // when it listens on every interface.
 func loopbackAddr(a net.Addr) string {
@@ -338,6 +477,15 @@ func openStore(f *serveFlags, log *slog.Logger) (gearbridge.Store, gearbridge.Ba
 	db, err := store.Open(f.db, store.Options{Logger: log})
 	if err != nil {
 		return nil, nil, err
+	}
+	// Holding the store's lock, no compaction of it is under way: what
+	// a killed creation or compaction left beside it can go.
+	stale, err := store.RemoveStaleTemps(filepath.Dir(f.db))
+	for _, name := range stale {
+		log.Info("removed a temporary file left by an earlier run that did not finish", "file", name)
+	}
+	if err != nil {
+		log.Warn("could not clear stale temporary files", "err", err)
 	}
 	return db, db, nil
 }

@@ -105,3 +105,54 @@ func TestParseByteSize(t *testing.T) {
 		t.Errorf("default buffer memory %d", d)
 	}
 }
+
+func TestRedactHidesURLPasswords(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://gb:tok3n@jenkins.example.org/job/x": "https://gb:xxxxx@jenkins.example.org/job/x",
+		`Get "http://u:p%40ss@h:8080/api": EOF`:      `Get "http://u:xxxxx@h:8080/api": EOF`,
+		"a=http://u:@h b=https://x:y@z/":             "a=http://u:xxxxx@h b=https://x:xxxxx@z/",
+		"https://jenkins.example.org/ user@host":     "https://jenkins.example.org/ user@host",
+		"mailto:someone@example.org":                 "mailto:someone@example.org",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A non-loopback HTTP address needs a token (or --http-insecure), and the
+// message names the fix; TLS flags come in their pairs and need --ssl.
+func TestServeFlagsGuardTheNetwork(t *testing.T) {
+	for _, args := range [][]string{
+		{"--http", "0.0.0.0:4731"},
+		{"--http", ":4731"},
+		{"--http", "[::]:4731"},
+		{"--ssl-certificate", "/etc/x.pem"},
+		{"--ssl-ca-file", "/etc/ca.pem"},
+		{"--http-tls-cert", "/etc/x.pem"},
+		{"--ssl", "--event-loops", "2"},
+	} {
+		_, err := parseServeFlags(args)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+		if args[1] == "0.0.0.0:4731" && (err == nil || !strings.Contains(err.Error(), "--http-token-file") || !strings.Contains(err.Error(), "--http-insecure")) {
+			t.Errorf("the message does not name the fixes: %v", err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--http", "0.0.0.0:4731", "--http-insecure"},
+		{"--http", "0.0.0.0:4731", "--http-token-file", "/etc/token"},
+		{"--http", "localhost:4731"},
+		{"--http", "[::1]:4731"},
+		{"--http", "127.0.0.2:4731"},
+		{"--http", ""},
+		{"--ssl", "--ssl-certificate", "c", "--ssl-key", "k", "--ssl-ca-file", "ca"},
+		{"--http-tls-cert", "c", "--http-tls-key", "k"},
+	} {
+		if _, err := parseServeFlags(args); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
