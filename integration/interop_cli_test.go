@@ -74,8 +74,8 @@ func startProcess(t *testing.T, name string, cmd *exec.Cmd) <-chan struct{} {
 
 // startCLIWorker starts `gearman -w -f fn -c count -- cmd...` and waits
 // until the server lists a worker for fn (or it has already exited). The
-// returned channel is closed
-// when the process exits; it is killed on cleanup.
+// returned channel is closed when the process exits; it is killed on
+// cleanup.
 func startCLIWorker(t *testing.T, s *Server, fn string, count int, cmd ...string) <-chan struct{} {
 	t.Helper()
 	path := NeedTool(t, "gearman")
