@@ -236,39 +236,16 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	r.dropUndefined(form)
 	query := url.Values{"delay": {"0sec"}}
 	var resp *http.Response
-	var err error
-	bo := backoff{max: 2 * time.Second}
-	for attempt := 0; ; attempt++ {
+	followed, err := r.postTrigger(ctx, sent, func() (err error) {
 		resp, err = r.m.jc.post(ctx, r.proj.path+action, query, form)
-		if err != nil && mayHaveQueued(err) && ctx.Err() == nil {
-			// Jenkins may have queued the build without our hearing of
-			// it: failing the job (Zuul runs it again) or posting again
-			// would build it twice.
-			ref, ok, ferr := r.findLostTrigger(ctx, sent)
-			if ok {
-				r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
-				r.m.metrics.triggers.Inc()
-				if err := r.claimItem(ref.QueueID, false); err != nil {
-					return err
-				}
-				r.follows(ref)
-				return nil
-			}
-			if ferr != nil {
-				err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
-			}
-		}
-		// Only retry what was refused with a 5xx: after a lost connection
-		// that the lookup could not settle, the build may be queued.
-		if err == nil || statusOf(err) < 500 || attempt == 3 {
-			break
-		}
-		if sleepCtx(ctx, bo.next()) != nil {
-			return ctx.Err()
-		}
+		return err
+	})
+	switch {
+	case followed:
+		return err // nil, or why the build found is not this job's
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
 	}
-	r.m.metrics.triggers.Inc()
-	r.triggerLost = err != nil && mayHaveQueued(err)
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
 			return failf("project %s is not buildable (disabled?)", r.proj.fullName)
@@ -284,6 +261,46 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	}
 	r.follows(buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName, QueueID: id})
 	return nil
+}
+
+// postTrigger sends a trigger request (post), retrying what Jenkins refused
+// with a 5xx up to three times. When the answer is lost but the request may
+// have queued the build, it looks the build up by the parameters it sent
+// and follows it: followed is true, and nothing may be posted again (err
+// then says why the build found is not this job's, if it is not).
+func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post func() error) (followed bool, err error) {
+	bo := backoff{max: 2 * time.Second}
+	for attempt := 0; ; attempt++ {
+		err = post()
+		if err != nil && mayHaveQueued(err) && ctx.Err() == nil {
+			// Jenkins may have queued the build without our hearing of
+			// it: failing the job (Zuul runs it again) or posting again
+			// would build it twice.
+			ref, ok, ferr := r.findLostTrigger(ctx, sent)
+			if ok {
+				r.w.log.Warn("the trigger's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
+				r.m.metrics.triggers.Inc()
+				if err := r.claimItem(ref.QueueID, false); err != nil {
+					return true, err
+				}
+				r.follows(ref)
+				return true, nil
+			}
+			if ferr != nil {
+				err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
+			}
+		}
+		// Only retry what was refused with a 5xx: after a lost connection
+		// that the lookup could not settle, the build may be queued.
+		if err == nil || statusOf(err) < 500 || attempt == 3 {
+			r.m.metrics.triggers.Inc()
+			r.triggerLost = err != nil && mayHaveQueued(err)
+			return false, err
+		}
+		if err := sleepCtx(ctx, bo.next()); err != nil {
+			return false, err
+		}
+	}
 }
 
 // follows records the build this job follows, for a restart to re-attach.
@@ -366,13 +383,8 @@ func (r *buildRun) triggeredBuild(ctx context.Context, sent map[string]string) (
 		return ref, 0, err
 	}
 	var project struct {
-		URL    string `json:"url"`
-		Builds []struct {
-			Number  int              `json:"number"`
-			URL     string           `json:"url"`
-			QueueID int64            `json:"queueId"`
-			Actions []parametersJSON `json:"actions"`
-		} `json:"builds"`
+		URL    string            `json:"url"`
+		Builds []recentBuildJSON `json:"builds"`
 	}
 	if err := r.m.jc.getJSON(ctx, r.proj.path, "url,builds[number,url,queueId,actions[parameters[name,value]]]{0,20}", &project); err != nil {
 		return ref, 0, err
@@ -392,6 +404,15 @@ func (r *buildRun) triggeredBuild(ctx context.Context, sent map[string]string) (
 		}
 	}
 	return ref, len(items), nil
+}
+
+// recentBuildJSON is one of a project's builds as the lookups for a lost
+// trigger and an expired queue item read it.
+type recentBuildJSON struct {
+	Number  int              `json:"number"`
+	URL     string           `json:"url"`
+	QueueID int64            `json:"queueId"`
+	Actions []parametersJSON `json:"actions"`
 }
 
 // parametersJSON is one entry of a queue item's or a build's actions; only

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gearbridge/gearbridge/bridge/label"
 )
@@ -297,34 +296,15 @@ func (r *buildRun) triggerByScript(ctx context.Context) error {
 	}
 	form := map[string][]string{"script": {script}}
 	var body []byte
-	bo := backoff{max: 2 * time.Second}
-	for attempt := 0; ; attempt++ {
+	followed, err := r.postTrigger(ctx, params, func() (err error) {
 		_, body, err = r.m.jc.do(ctx, http.MethodPost, "scriptText", nil, form)
-		if err != nil && mayHaveQueued(err) && ctx.Err() == nil {
-			// As for a REST trigger: the script may have queued the build.
-			ref, ok, ferr := r.findLostTrigger(ctx, params)
-			if ok {
-				r.w.log.Warn("the trigger script's answer was lost, but Jenkins had queued the build; following it", "project", r.proj.fullName, "queue_item", ref.QueueID, "build", ref.URL, "err", err)
-				r.m.metrics.triggers.Inc()
-				if err := r.claimItem(ref.QueueID, false); err != nil {
-					return err
-				}
-				r.follows(ref)
-				return nil
-			}
-			if ferr != nil {
-				err = fmt.Errorf("%w (and looking for the build: %v)", err, ferr)
-			}
-		}
-		if err == nil || statusOf(err) < 500 || attempt == 3 {
-			break
-		}
-		if sleepCtx(ctx, bo.next()) != nil {
-			return ctx.Err()
-		}
-	}
-	r.m.metrics.triggers.Inc()
+		return err
+	})
 	switch {
+	case followed:
+		return err // nil, or why the build found is not this job's
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
 	case statusOf(err) == http.StatusForbidden:
 		return failf("trigger: script on Jenkins master %s: the script console refused user %q (HTTP 403); the user needs Overall/RunScripts, or set trigger: rest: %v", r.m.cfg.Name, r.m.cfg.User, err)
 	case err != nil:

@@ -68,12 +68,7 @@ func (r *buildRun) unreachableBeforeStart(err error, began time.Time) error {
 // defines, in case Jenkins reused the item's ID after a restart.
 func (r *buildRun) findByQueueID(ctx context.Context) (bool, error) {
 	var proj struct {
-		Builds []struct {
-			Number  int              `json:"number"`
-			URL     string           `json:"url"`
-			QueueID int64            `json:"queueId"`
-			Actions []parametersJSON `json:"actions"`
-		} `json:"builds"`
+		Builds []recentBuildJSON `json:"builds"`
 	}
 	if err := r.m.jc.getJSON(ctx, r.proj.path, "builds[number,url,queueId,actions[parameters[name,value]]]{0,100}", &proj); err != nil {
 		return false, err
