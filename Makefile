@@ -26,9 +26,13 @@ test:
 bench:
 	bash bench/run.sh
 
+# gofmt, then build and vet for each platform we ship or develop on: the
+# epoll event loop on Linux (amd64, arm64), goroutines elsewhere (macOS).
+LINT_PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	@for p in $(LINT_PLATFORMS); do echo "build and vet $$p"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... && GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... || exit 1; done
 
 # Randomized soaks, five runs each (GB_SOAK_SEED=N replays one): the
 # scheduler under misbehaving workers and clients, and workers that go
