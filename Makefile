@@ -81,7 +81,7 @@ VERSION     := $(shell sed -n 's/^var Version = "\(.*\)"$$/\1/p' gearbridge.go)
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEB_ARCH    ?= $(shell $(GO) env GOARCH)
 DIST_ARCHES ?= amd64 arm64
-# Reproducible archives: every file dated at the last commit.
+# Reproducible packages and archives: every file dated at the last commit.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 # build/<arch>/: a static, stripped linux binary and the man page written
@@ -100,7 +100,7 @@ FORCE:
 deb: build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz
 	@mkdir -p dist build/deb
 	cp build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/deb/
-	VERSION=$(VERSION) GOARCH=$(DEB_ARCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb \
+	VERSION=$(VERSION) GOARCH=$(DEB_ARCH) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb \
 	  --target dist/gearbridge_$(VERSION)_$(DEB_ARCH).deb
 
 # make dist: dist/gearbridge-<version>-linux-<arch>.tar.gz for each of
