@@ -11,6 +11,7 @@
 # no_new_privs) instead of by systemctl.
 #
 # Usage: packaging/test-deb.sh [FILE.deb]   (default: make deb's output)
+# TEST_DEB_SIGHUP=1 also checks that SIGHUP reopens the log file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -150,6 +151,22 @@ wait "$worker" || fail "gearman worker failed"
 worker=
 timeout 10 gearman "${gm[@]}" -b -f later payload || fail "background submit failed"
 gearadmin "${gm[@]}" --status | grep -q '^later	1	0	0$' || fail "the background job is not queued"
+if [ "${TEST_DEB_SIGHUP:-0}" = 1 ]; then
+	# What logrotate does: move the file, send SIGHUP; the server writes a
+	# new file and keeps serving. (Opt-in until SIGHUP log reopen is merged:
+	# before that, SIGHUP ends the process.)
+	mv "$log" "$log.1"
+	kill -HUP "$pid"
+	for _ in $(seq 1 100); do
+		[ -e "$log" ] && break
+		kill -0 "$pid" 2>/dev/null || fail "SIGHUP ended gearbridge"
+		sleep 0.1
+	done
+	[ -e "$log" ] || fail "no new log file 10s after SIGHUP"
+	[ "$(stat -c %U "$log")" = gearbridge ] || fail "the reopened log is not the service user's"
+	gearadmin "${gm[@]}" --status | grep -q '^later	1	0	0$' || fail "the queue is not served after SIGHUP"
+	step "SIGHUP reopened the log file"
+fi
 kill "$pid"
 wait "$pid" || fail "gearbridge did not stop cleanly on SIGTERM"
 pid=
