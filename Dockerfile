@@ -17,7 +17,9 @@ RUN go mod download
 COPY . .
 # CGO_ENABLED=0: a static binary that needs no libc in the final image.
 RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/usr/bin/gearbridge ./cmd/gearbridge \
- && mkdir -p /out/var/lib/gearbridge /out/etc/ssl/certs /out/tmp \
+ && mkdir -p /out/var/lib/gearbridge /out/etc/ssl/certs /out/tmp /out/usr/share/doc/gearbridge \
+ && cp LICENSE /out/usr/share/doc/gearbridge/ \
+ && packaging/third-party-licenses.sh > /out/usr/share/doc/gearbridge/THIRD_PARTY_LICENSES \
  && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ \
  && echo 'gearbridge:x:65532:65532:gearbridge:/var/lib/gearbridge:/sbin/nologin' > /out/etc/passwd \
  && echo 'gearbridge:x:65532:' > /out/etc/group

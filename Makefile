@@ -93,22 +93,25 @@ build/%/gearbridge.1.gz: FORCE
 	$(GO) build -o build/host/gearbridge ./cmd/gearbridge
 	build/host/gearbridge man > $(@D)/gearbridge.1
 	gzip -9nf $(@D)/gearbridge.1
+build/THIRD_PARTY_LICENSES: FORCE
+	@mkdir -p build
+	packaging/third-party-licenses.sh > $@
 FORCE:
 
 # make deb: dist/gearbridge_<version>_<arch>.deb (DEB_ARCH=arm64 for arm64);
 # packaging/test-deb.sh installs, runs and purges it.
-deb: build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz
+deb: build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES
 	@mkdir -p dist build/deb
-	cp build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/deb/
+	cp build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES build/deb/
 	VERSION=$(VERSION) GOARCH=$(DEB_ARCH) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb \
 	  --target dist/gearbridge_$(VERSION)_$(DEB_ARCH).deb
 
 # make dist: dist/gearbridge-<version>-linux-<arch>.tar.gz for each of
 # DIST_ARCHES, and their sums in dist/SHA256SUMS (check: sha256sum -c).
-dist: $(foreach a,$(DIST_ARCHES),build/$(a)/gearbridge build/$(a)/gearbridge.1.gz)
+dist: $(foreach a,$(DIST_ARCHES),build/$(a)/gearbridge build/$(a)/gearbridge.1.gz) build/THIRD_PARTY_LICENSES
 	@set -e; mkdir -p dist; rm -f dist/SHA256SUMS; for a in $(DIST_ARCHES); do \
 	  name=gearbridge-$(VERSION)-linux-$$a; stage=build/stage/$$name; rm -rf $$stage; mkdir -p $$stage; \
-	  cp build/$$a/gearbridge build/$$a/gearbridge.1.gz LICENSE CHANGELOG.md README.md $$stage/; \
+	  cp build/$$a/gearbridge build/$$a/gearbridge.1.gz build/THIRD_PARTY_LICENSES LICENSE CHANGELOG.md README.md $$stage/; \
 	  cp packaging/gearbridge.service packaging/gearbridge.yaml packaging/logrotate $$stage/; \
 	  tar -C build/stage --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
 	    -cf dist/$$name.tar $$name; \
