@@ -8,9 +8,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/gearbridge/gearbridge/protocol"
+	"golang.org/x/sys/unix"
 )
 
 // eventLoop serves every connection of one listener from one goroutine
@@ -97,31 +97,28 @@ func (s *Server) serveLoop(l *net.TCPListener) error {
 // listener with EPOLLEXCLUSIVE, so the kernel wakes one of them for a new
 // connection and that loop serves it from then on.
 func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("event loop: epoll: %w", err)
 	}
-	wfd, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errno != 0 {
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
 		syscall.Close(epfd)
-		return nil, fmt.Errorf("event loop: eventfd: %w", errno)
+		return nil, fmt.Errorf("event loop: eventfd: %w", err)
 	}
-	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: int(wfd), conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
-	watch := []syscall.EpollEvent{
-		{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(lfd)},
-		{Events: syscall.EPOLLIN, Fd: int32(l.wakefd)},
+	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: wfd, conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
+	watch := []unix.EpollEvent{
+		{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)},
+		{Events: unix.EPOLLIN, Fd: int32(l.wakefd)},
 	}
 	for i := range watch {
-		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(watch[i].Fd), &watch[i]); err != nil {
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(watch[i].Fd), &watch[i]); err != nil {
 			l.closeFDs()
 			return nil, fmt.Errorf("event loop: watch: %w", err)
 		}
 	}
 	return l, nil
 }
-
-// epollExclusive is EPOLLEXCLUSIVE, which package syscall lacks.
-const epollExclusive = 1 << 28
 
 // stop makes run return (from any goroutine).
 func (l *eventLoop) stop() {
@@ -143,7 +140,7 @@ func (l *eventLoop) run() error {
 	// does; handlers still run on it and may wake other goroutines.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	events := make([]syscall.EpollEvent, 256)
+	events := make([]unix.EpollEvent, 256)
 	busyPoll := l.s.cfg.BusyPoll
 	spin := false // whether the last sleep was shorter than busyPoll
 	lastYield := time.Now()
@@ -168,15 +165,14 @@ func (l *eventLoop) run() error {
 				wait = max(0, int((time.Until(l.acceptResume)+time.Millisecond-1)/time.Millisecond))
 			}
 		}
-		// Look first without blocking: a busy loop finds work at once and
-		// skips the runtime's bookkeeping for a call that may block.
+		// Look first without blocking: a busy loop finds work at once.
 		n, err := epollPoll(l.epfd, events)
 		if n == 0 && err == nil && spin {
 			n, err = l.busyPoll(events, busyPoll)
 		}
 		if n == 0 && err == nil {
 			slept := time.Now()
-			n, err = syscall.EpollWait(l.epfd, events, wait)
+			n, err = unix.EpollWait(l.epfd, events, wait)
 			spin = time.Since(slept) < busyPoll
 		}
 		if err != nil {
@@ -199,10 +195,10 @@ func (l *eventLoop) run() error {
 				if c == nil {
 					continue
 				}
-				if ev.Events&syscall.EPOLLOUT != 0 {
+				if ev.Events&unix.EPOLLOUT != 0 {
 					l.writable(c)
 				}
-				if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 {
+				if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
 					l.readable(c)
 				}
 			}
@@ -249,8 +245,8 @@ func (l *eventLoop) accept() {
 			continue
 		}
 
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(nfd)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, nfd, &ev); err != nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(nfd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
 			s.log.Warn("cannot watch a new connection", "err", err)
 			l.drop(c)
 			continue
@@ -268,7 +264,7 @@ func (l *eventLoop) accept() {
 func (l *eventLoop) pauseAccept(cause error) {
 	l.acceptBackoff = min(max(2*l.acceptBackoff, 5*time.Millisecond), time.Second)
 	// It cannot fail: the listener is in the set whenever accept runs.
-	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, l.lfd, nil)
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lfd, nil)
 	l.acceptPaused = true
 	l.acceptResume = time.Now().Add(l.acceptBackoff)
 	l.s.log.Warn("accept failed; not accepting for a while", "err", cause, "backoff", l.acceptBackoff)
@@ -279,8 +275,8 @@ func (l *eventLoop) resumeAcceptWhenDue() error {
 	if time.Now().Before(l.acceptResume) {
 		return nil
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive, Fd: int32(l.lfd)}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, l.lfd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.lfd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.lfd, &ev); err != nil {
 		return fmt.Errorf("event loop: watch the listener again: %w", err)
 	}
 	l.acceptPaused = false
@@ -389,12 +385,12 @@ func (l *eventLoop) setWritableInterest(c *session, on bool) {
 	if c.fdClosed {
 		return
 	}
-	events := uint32(syscall.EPOLLIN | syscall.EPOLLRDHUP)
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
 	if on {
-		events |= syscall.EPOLLOUT
+		events |= unix.EPOLLOUT
 	}
-	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd)}
-	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+	ev := unix.EpollEvent{Events: events, Fd: int32(c.fd)}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
 }
 
 // loopYieldEvery is how long a busy event loop runs before it yields to
@@ -407,10 +403,12 @@ const loopYieldEvery = 2 * time.Millisecond
 // more: the thread goes to sleep, and the client's write must wake it
 // (on a VM, an inter-processor interrupt). The loop only polls like this
 // while its sleeps are short, so an idle server does not spin.
-func (l *eventLoop) busyPoll(events []syscall.EpollEvent, d time.Duration) (int, error) {
+func (l *eventLoop) busyPoll(events []unix.EpollEvent, d time.Duration) (int, error) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+		// x/sys/unix has no sched_yield wrapper; the named number exists
+		// on every Linux architecture.
+		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		if n, err := epollPoll(l.epfd, events); n > 0 || err != nil {
 			return n, err
 		}
@@ -418,14 +416,11 @@ func (l *eventLoop) busyPoll(events []syscall.EpollEvent, d time.Duration) (int,
 	return 0, nil
 }
 
-// epollPoll returns the ready events without waiting.
-func epollPoll(epfd int, events []syscall.EpollEvent) (int, error) {
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
+// epollPoll returns the ready events without waiting. unix.EpollWait
+// picks the architecture's call (epoll_pwait on arm64, which has no
+// epoll_wait).
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	return unix.EpollWait(epfd, events, 0)
 }
 
 // drop forgets and closes a connection.

@@ -63,6 +63,8 @@ func run(args []string) error {
 		return runCheck(args)
 	case "compact":
 		return runCompact(args)
+	case "man": // hidden: make deb writes gearbridge(1) with it
+		return runMan(args)
 	case "version", "--version":
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil

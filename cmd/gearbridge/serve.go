@@ -61,8 +61,10 @@ type serveFlags struct {
 	sslCAFile         string
 }
 
-func parseServeFlags(args []string) (*serveFlags, error) {
-	f := &serveFlags{}
+// serveFlagSet defines the server's flags on f. It is the one list of
+// them: parseServeFlags parses with it and `gearbridge man` writes the
+// man page from it.
+func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: gearbridge serve [flags]\n\nFlags (gearmand's short spellings -p -L -j -l -P also work):")
@@ -106,6 +108,12 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
 	fs.IntVar(&ignoredInt, "t", 0, "accepted for gearmand compatibility; ignored")
 	fs.StringVar(&ignoredString, "config-file", "", "accepted for gearmand compatibility; ignored")
+	return fs
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := serveFlagSet(f)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
