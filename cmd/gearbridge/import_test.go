@@ -2,9 +2,13 @@ package main
 
 import (
 	"database/sql"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gearbridge/gearbridge"
+	"github.com/gearbridge/gearbridge/store"
 )
 
 func sqliteFile(t *testing.T, stmts string) string {
@@ -49,5 +53,47 @@ func TestReadGearmandSqlite_RefusesBadRows(t *testing.T) {
 		INSERT INTO gearman_queue VALUES ('u', 'f', 7, x'00', 0);`)
 	if _, err := readGearmandSqlite(path, "gearman_queue"); err == nil || !strings.Contains(err.Error(), "priority 7") {
 		t.Fatalf("priority 7: %v", err)
+	}
+}
+
+// A row whose function and unique match a job already queued in the store
+// is not added (a submit would have been attached to that job), and stays
+// not added after that job has run.
+func TestImportJobs_CoalescesWithQueuedJobs(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "gearbridge.db")
+	st, err := store.Open(db, store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	st.Add(&gearbridge.Job{ID: 1, Handle: "H:x:1", Function: "f", Unique: "same", Background: true, Priority: gearbridge.PriorityNormal}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rows := []gearmandRow{
+		{unique: "same", function: "f", priority: gearbridge.PriorityHigh, payload: []byte("a")},
+		{unique: "same", function: "g", priority: gearbridge.PriorityLow, payload: []byte("b")},
+	}
+	sum, err := importJobs(rows, db, "H:imp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.added != 1 || sum.queued != 1 || sum.first != "H:imp:2" {
+		t.Fatalf("first import: %+v", sum)
+	}
+	// The queued job runs and leaves; the row is still not imported.
+	st, err = store.Open(db, store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Remove(1)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err = importJobs(rows, db, "H:imp"); err != nil || sum.added != 0 || sum.already != 2 {
+		t.Fatalf("second import: %+v %v", sum, err)
 	}
 }
