@@ -94,7 +94,7 @@ func TestImport_ContinuesTheCounterAndIsIdempotent(t *testing.T) {
 	if err := im.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if info, err := Check(path); err != nil || info.LastID != 5 || info.Jobs != 3 {
+	if info, err := Check(path); err != nil || info.LastID != 5 || info.Jobs != 3 || info.Imported != 4 {
 		t.Fatalf("check: %+v %v", info, err)
 	}
 }
