@@ -55,9 +55,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRecord -fuzztime 60s ./store
 
 # make demo: a Jenkins emulator (bridge/jenkinstest/emulator serving its
-# example.yaml) and gearbridge bridging it, until Ctrl-C.
+# example.yaml) and gearbridge bridging it, until Ctrl-C. DEMO_JENKINS,
+# DEMO_PORT and DEMO_HTTP (the status page and metrics; default: the
+# Gearman port + 1) move it off ports already taken.
 DEMO_JENKINS ?= 127.0.0.1:8080
 DEMO_PORT    ?= 4730
+DEMO_HTTP    ?= 127.0.0.1:$$(($(DEMO_PORT) + 1))
 DEMO_TOKEN   := 11d5e3cf0b1a4f2a9c6e8b7d4a3f2e1c0b
 demo: build
 	$(GO) build -o bin/jenkins-emulator ./bridge/jenkinstest/emulator
@@ -66,9 +69,10 @@ demo: build
 	printf 'masters:\n  - name: jenkins01\n    url: http://$(DEMO_JENKINS)/\n    user: gearbridge\n    token_env: DEMO_JENKINS_TOKEN\n    poll_interval: 1s\n    node_parameter: NODE\n' > $$dir/gearbridge.yaml; \
 	bin/jenkins-emulator --scenario bridge/jenkinstest/emulator/example.yaml --listen $(DEMO_JENKINS) > $$dir/emulator.out & emu=$$!; \
 	until grep -q serving $$dir/emulator.out; do kill -0 $$emu 2>/dev/null || exit 1; sleep 0.1; done; \
-	DEMO_JENKINS_TOKEN=$(DEMO_TOKEN) $(BIN) serve --config $$dir/gearbridge.yaml --port $(DEMO_PORT) --durability none & gb=$$!; \
+	DEMO_JENKINS_TOKEN=$(DEMO_TOKEN) $(BIN) serve --config $$dir/gearbridge.yaml --port $(DEMO_PORT) --http $(DEMO_HTTP) --durability none & gb=$$!; \
 	echo; echo "Jenkins emulator: http://$(DEMO_JENKINS)/  (user gearbridge, API token $(DEMO_TOKEN))"; \
 	echo "gearbridge:       127.0.0.1:$(DEMO_PORT)  (config $$dir/gearbridge.yaml)"; \
+	echo "Status page:      http://$(DEMO_HTTP)/  (metrics: http://$(DEMO_HTTP)/metrics)"; \
 	echo "Submit a build, then watch the result come back as JSON:"; \
 	echo "  gearman -p $(DEMO_PORT) -f build:hello -u demo-1 '{\"ZUUL_UUID\": \"demo-1\", \"MESSAGE\": \"hi\"}'"; \
 	echo "  gearman -p $(DEMO_PORT) -f build:unit-tests:linux '{\"ZUUL_UUID\": \"demo-2\"}'"; \

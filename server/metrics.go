@@ -14,7 +14,8 @@ import (
 // are resolved once, so counting a packet is one atomic add.
 type metrics struct {
 	registry              *prometheus.Registry
-	packets               [protocol.MaxType + 1]prometheus.Counter
+	packets               [protocol.MaxType + 1]prometheus.Counter // request types only
+	unexpectedPackets     prometheus.Counter
 	adminCommands         prometheus.Counter
 	connections           prometheus.Gauge
 	refused               prometheus.Counter
@@ -35,11 +36,16 @@ type metrics struct {
 func newMetrics(s *Server) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gearbridge_packets_received_total", Help: "Binary packets received, by type.",
+		Name: "gearbridge_packets_received_total", Help: `Binary packets received, by type: the request types; "UNEXPECTED" counts packets a server never receives (response types, "\0RES" magic).`,
 	}, []string{"type"})
+	// Only the types a client or worker sends: a series for a response type
+	// could never be more than zero.
 	for t := protocol.CanDo; t <= protocol.MaxType; t++ {
-		m.packets[t] = packets.WithLabelValues(t.String())
+		if t.IsRequest() {
+			m.packets[t] = packets.WithLabelValues(t.String())
+		}
 	}
+	m.unexpectedPackets = packets.WithLabelValues("UNEXPECTED")
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
@@ -70,12 +76,17 @@ func newMetrics(s *Server) *metrics {
 	m.registry.MustRegister(packets, m.adminCommands, m.connections, m.refused, m.submitted,
 		m.coalesced, m.completed, m.failed, m.cancelled, m.retriesExhausted, m.storeErrors,
 		m.noops, m.lateResults, m.unansweredAssignments, m.latency, stateCollector{s})
+	m.registry.MustRegister(runtimeCollectors()...)
 	return m
 }
 
 func (s *Server) countPacket(p *protocol.Packet) {
-	if p != nil && p.Type.Valid() {
+	switch {
+	case p == nil:
+	case p.Type.IsRequest() && !p.Response:
 		s.metrics.packets[p.Type].Inc()
+	default:
+		s.metrics.unexpectedPackets.Inc()
 	}
 }
 

@@ -131,16 +131,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.HandlePrefix == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "localhost"
-		}
-		cfg.HandlePrefix = "H:" + host
-	}
-	if len(cfg.HandlePrefix) > maxHandle-21 { // room for ":" and a uint64
-		cfg.HandlePrefix = cfg.HandlePrefix[:maxHandle-21]
-	}
+	cfg.HandlePrefix = HandlePrefix(cfg.HandlePrefix)
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -158,6 +149,24 @@ func New(cfg Config) (*Server, error) {
 	}
 	go s.governBuffers()
 	return s, nil
+}
+
+// HandlePrefix returns the handle prefix the server uses for the
+// --job-handle-prefix value p: "H:<hostname>" when p is empty, cut so that
+// a handle with its ID fits gearmand's 64 bytes. `gearbridge import` names
+// the jobs it adds with it.
+func HandlePrefix(p string) string {
+	if p == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		p = "H:" + host
+	}
+	if len(p) > maxHandle-21 { // room for ":" and a uint64
+		p = p[:maxHandle-21]
+	}
+	return p
 }
 
 // restore queues every job the store kept from an earlier run.

@@ -25,6 +25,9 @@ type Info struct {
 	Damaged []Damaged
 	// Quarantined are the records a server already moved to the quarantine.
 	Quarantined []Damaged
+	// Imported counts the jobs of other queues that gearbridge import
+	// recorded (Importer), whether or not they are still queued.
+	Imported int
 	// MetaDamage describes a damaged bbolt meta page ("" if none): bbolt
 	// falls back to the other page, which may lose the last commit.
 	MetaDamage string
@@ -147,6 +150,9 @@ func checkRecords(tx *bolt.Tx, info *Info) error {
 		return fmt.Errorf("%w: handle counter %d is below stored job %d", ErrCorrupt, info.LastID, maxID)
 	}
 	info.Quarantined = quarantined(tx)
+	if b := tx.Bucket(bucketImported); b != nil {
+		info.Imported = b.Stats().KeyN
+	}
 	var errs []error
 	jobs := tx.Bucket(bucketJobs)
 	err := tx.Bucket(bucketBuildRefs).ForEach(func(k, v []byte) error {

@@ -88,5 +88,5 @@ func sameOwnerAndMode(copyName, path string) error {
 func sameContents(a, b Info) bool {
 	return a.FormatVersion == b.FormatVersion && a.Jobs == b.Jobs && a.Background == b.Background &&
 		a.BuildRefs == b.BuildRefs && a.LastID == b.LastID &&
-		len(a.Damaged) == len(b.Damaged) && len(a.Quarantined) == len(b.Quarantined)
+		len(a.Damaged) == len(b.Damaged) && len(a.Quarantined) == len(b.Quarantined) && a.Imported == b.Imported
 }

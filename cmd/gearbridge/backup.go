@@ -130,7 +130,8 @@ func download(ctx context.Context, client *http.Client, token, url, dst string, 
 			os.Remove(f.Name())
 		}
 	}()
-	p := &progressWriter{out: progress, total: resp.ContentLength, start: time.Now()}
+	now := time.Now()
+	p := &progressWriter{out: progress, total: resp.ContentLength, start: now, last: now}
 	n, err = io.Copy(io.MultiWriter(f, p), resp.Body)
 	p.report(true)
 	if err != nil {
@@ -175,13 +176,16 @@ func httpClient(tokenFile, caFile string) (*http.Client, string, error) {
 // os.CreateTemp).
 func tempPattern(dst string) string { return filepath.Base(dst) + ".tmp-*" }
 
-// progressWriter prints the bytes downloaded so far, at most once a second.
+// progressWriter prints the bytes downloaded so far, at most once a second,
+// and a final line unless the last one already said it all.
 type progressWriter struct {
-	out   io.Writer
-	total int64 // -1 if unknown
-	n     int64
-	start time.Time
-	last  time.Time
+	out     io.Writer
+	total   int64 // -1 if unknown
+	n       int64
+	start   time.Time
+	last    time.Time // of the last line; start until the first
+	printed bool
+	shown   int64 // bytes in the last line
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
@@ -192,10 +196,10 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 func (p *progressWriter) report(final bool) {
 	now := time.Now()
-	if !final && now.Sub(p.last) < time.Second {
+	if !final && now.Sub(p.last) < time.Second || final && p.printed && p.shown == p.n {
 		return
 	}
-	p.last = now
+	p.last, p.printed, p.shown = now, true, p.n
 	mib := float64(p.n) / (1 << 20)
 	if p.total > 0 {
 		fmt.Fprintf(p.out, "backup: %.1f of %.1f MiB (%.0f%%) in %.1fs\n",

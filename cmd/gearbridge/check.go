@@ -67,6 +67,9 @@ func printInfo(w io.Writer, info store.Info) {
 	if info.FormatVersion < store.FormatVersion {
 		fmt.Fprintf(w, "  format version %d: a server migrates it to version %d (checksummed records) when it first opens it\n", info.FormatVersion, store.FormatVersion)
 	}
+	if info.Imported > 0 {
+		fmt.Fprintf(w, "  %d jobs recorded as imported from gearmand (gearbridge import never adds them again)\n", info.Imported)
+	}
 	for _, q := range info.Quarantined {
 		fmt.Fprintf(w, "  quarantined: job %d, handle %s, function %s, unique %s (damaged; never handed to a worker)\n", q.ID, q.Handle, q.Function, q.Unique)
 	}

@@ -19,6 +19,7 @@ Usage:
   gearbridge backup --server URL FILE        download and verify an online backup
   gearbridge check --db FILE                 verify a database file offline
   gearbridge compact --db FILE               give back a drained queue's space (server stopped)
+  gearbridge import --gearmand-sqlite FILE   load gearmand's libsqlite3 queue (server stopped)
   gearbridge version                         print the version
 
 Run "gearbridge serve --help" for the server's flags.
@@ -65,6 +66,8 @@ func run(args []string) error {
 		return runCompact(args)
 	case "man": // hidden: make deb writes gearbridge(1) with it
 		return runMan(args)
+	case "import":
+		return runImport(args)
 	case "version", "--version":
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil

@@ -41,6 +41,7 @@ type serveFlags struct {
 	maxConnections    int
 	maxBufferMemory   byteSize
 	logFile           string
+	logFormat         string
 	verbose           string
 	pidFile           string
 	handlePrefix      string
@@ -79,7 +80,8 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	both("l", "log-file", func(n string) { fs.StringVar(&f.logFile, n, "stderr", `log file, or "stderr" or "none"`) })
 	both("P", "pid-file", func(n string) { fs.StringVar(&f.pidFile, n, "", "write the process ID to this file") })
 	fs.StringVar(&f.db, "db", "./gearbridge.db", "the durable queue's bbolt file")
-	fs.StringVar(&f.http, "http", "127.0.0.1:4731", `HTTP address for /metrics, /healthz, /api/status, /backup ("" disables it)`)
+	fs.StringVar(&f.http, "http", "127.0.0.1:4731", `HTTP address for /metrics, /healthz, /api/status, /backup (default: loopback, the Gearman port + 1; "" disables it)`)
+	fs.StringVar(&f.logFormat, "log-format", "text", `log lines as "text" (key=value) or "json" (one object per line)`)
 	fs.StringVar(&f.durability, "durability", "sync", `"sync": every job is on disk before JOB_CREATED; "none": memory only`)
 	fs.StringVar(&f.restoreForeground, "restore-foreground", "detach", `restored foreground jobs: "detach" runs them, "drop" forgets them as gearmand does`)
 	fs.UintVar(&f.maxPacket, "max-packet", 64<<20, "largest accepted packet payload in bytes")
@@ -147,6 +149,12 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	case f.maxConnections < 0:
 		return nil, usageError{fmt.Errorf("--max-connections must not be negative")}
 	}
+	if _, ok := logFormats[f.logFormat]; !ok {
+		return nil, usageError{fmt.Errorf(`--log-format must be "text" or "json", not %q`, f.logFormat)}
+	}
+	if err := httpAddr(fs, f); err != nil {
+		return nil, usageError{err}
+	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	for _, name := range []string{"ssl-certificate", "ssl-key", "ssl-ca-file"} {
@@ -185,7 +193,7 @@ var logLevels = map[string]slog.Level{
 	"INFO": slog.LevelInfo, "DEBUG": slog.LevelDebug,
 }
 
-func openLog(path, level string) (*slog.Logger, io.Closer, error) {
+func openLog(path, level, format string) (*slog.Logger, io.Closer, error) {
 	var w io.Writer
 	var closer io.Closer = io.NopCloser(nil)
 	switch path {
@@ -200,7 +208,7 @@ func openLog(path, level string) (*slog.Logger, io.Closer, error) {
 		}
 		w, closer = f, f
 	}
-	return slog.New(redactHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: logLevels[level]})}), closer, nil
+	return slog.New(redactHandler{logFormats[format](w, &slog.HandlerOptions{Level: logLevels[level]})}), closer, nil
 }
 
 func runServe(args []string) error {
@@ -208,7 +216,7 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, logCloser, err := openLog(f.logFile, f.verbose)
+	log, logCloser, err := openLog(f.logFile, f.verbose, f.logFormat)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
 		f.grabHold != 250*time.Millisecond {
 		t.Fatalf("%+v", f)
 	}
-	if f.durability != "sync" || f.db != "./gearbridge.db" || f.http != "127.0.0.1:4731" {
+	if f.durability != "sync" || f.db != "./gearbridge.db" || f.http != "127.0.0.1:4800" {
 		t.Fatalf("defaults: %+v", f)
 	}
 }
