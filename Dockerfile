@@ -5,9 +5,10 @@
 #   docker run -d --name gearbridge -p 4730:4730 -v gearbridge:/var/lib/gearbridge gearbridge
 #
 # Arguments after the image name are more `gearbridge serve` flags, e.g.
-# `--http 0.0.0.0:4731` (and -p 4731:4731) to scrape /metrics from outside:
-# mind that /backup on that port hands out the whole queue to anyone who
-# can reach it. A bridge configuration goes in with
+# `--http 0.0.0.0:4731 --http-token-file /run/secrets/http-token` (and
+# -p 4731:4731) to scrape /metrics from outside: /backup on that port hands
+# out the whole queue, so serve refuses a non-loopback --http without a
+# token (or an explicit --http-insecure). A bridge configuration goes in with
 # `-v ./gearbridge.yaml:/etc/gearbridge/gearbridge.yaml:ro --config /etc/gearbridge/gearbridge.yaml`.
 
 FROM golang:1.26-bookworm AS build

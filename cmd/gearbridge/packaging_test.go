@@ -57,7 +57,8 @@ func TestPackagedCommandLinesParse(t *testing.T) {
 	if len(entry) < 2 || entry[1] != "serve" {
 		t.Fatalf("ENTRYPOINT %q does not run serve", entry)
 	}
-	if _, err := parseServeFlags(append(entry[2:], "--http", "0.0.0.0:4731")); err != nil {
+	// The flags the Dockerfile's comment suggests for scraping from outside.
+	if _, err := parseServeFlags(append(entry[2:], "--http", "0.0.0.0:4731", "--http-token-file", "/run/secrets/http-token")); err != nil {
 		t.Fatalf("the Dockerfile's ENTRYPOINT: %v", err)
 	}
 }
