@@ -43,12 +43,12 @@ type Bridge struct {
 	metrics  *metrics
 
 	// mu guards the masters and what Run and Reload share (reload.go).
-	mu       sync.Mutex
-	masters  map[string]*master
-	order    []*master
-	leaving  map[*master]bool // removed or replaced, finishing their builds
-	ctx      context.Context  // Run's; nil before Run
-	wg       sync.WaitGroup   // every running master
+	mu      sync.Mutex
+	masters map[string]*master
+	order   []*master
+	leaving map[*master]bool // removed or replaced, finishing their builds
+	ctx     context.Context  // Run's; nil before Run
+	wg      sync.WaitGroup   // every running master
 }
 
 // New prepares a bridge; Run starts it.
