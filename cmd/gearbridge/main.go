@@ -19,6 +19,7 @@ Usage:
   gearbridge backup --server URL FILE        download and verify an online backup
   gearbridge check --db FILE                 verify a database file offline
   gearbridge compact --db FILE               give back a drained queue's space (server stopped)
+  gearbridge check-config FILE               validate a bridge configuration file and exit
   gearbridge version                         print the version
 
 Run "gearbridge serve --help" for the server's flags.
@@ -63,6 +64,8 @@ func run(args []string) error {
 		return runCheck(args)
 	case "compact":
 		return runCompact(args)
+	case "check-config":
+		return runCheckConfig(args)
 	case "version", "--version":
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil
