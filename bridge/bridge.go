@@ -70,7 +70,7 @@ func New(cfg *Config, opts Options) *Bridge {
 		b.servers = []string{opts.Embedded}
 	}
 	for _, mc := range cfg.Masters {
-		m := newMaster(b, mc, b.servers)
+		m := newMaster(b, mc, b.servers, b.gearTLS)
 		b.masters[mc.Name] = m
 		b.order = append(b.order, m)
 	}

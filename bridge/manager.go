@@ -47,7 +47,7 @@ func (mw *manager) run(ctx context.Context) {
 	}()
 	bo := backoff{max: 10 * time.Second}
 	for waitCtx.Err() == nil {
-		conn, err := dialGear(waitCtx, mw.server, mw.m.bridge.gearTLS)
+		conn, err := dialGear(waitCtx, mw.server, mw.m.gearTLS)
 		if err == nil {
 			bo.reset()
 			err = mw.session(ctx, waitCtx, conn)

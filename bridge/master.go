@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -16,7 +17,8 @@ import (
 type master struct {
 	cfg     MasterConfig
 	bridge  *Bridge
-	servers []string // the job servers its workers connect to
+	servers []string    // the job servers its workers connect to
+	gearTLS *tls.Config // for tls:// servers
 	jc      *jenkins
 	log     *slog.Logger
 	metrics *metrics
@@ -45,11 +47,12 @@ type master struct {
 	draining bool // under mu: quit was seen; no new workers
 }
 
-func newMaster(b *Bridge, cfg MasterConfig, servers []string) *master {
+func newMaster(b *Bridge, cfg MasterConfig, servers []string, gearTLS *tls.Config) *master {
 	return &master{
 		cfg:     cfg,
 		bridge:  b,
 		servers: servers,
+		gearTLS: gearTLS,
 		quit:    make(chan struct{}),
 		jc:      newJenkins(&cfg),
 		log:     b.log.With("master", cfg.Name),

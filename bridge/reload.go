@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"reflect"
 	"slices"
@@ -21,7 +22,8 @@ var ErrStopped = errors.New("the bridge has stopped")
 // stopped or replaced master takes no more jobs, its builds in flight run
 // to their end and report as usual, and then its workers leave: a job is
 // never lost or run twice by a reload. Jobs still queued wait for a
-// master that can take them. A change of gearman.servers replaces every
+// master that can take them. A change of the gearman section (its servers,
+// or the content of its CA, certificate or key files) replaces every
 // master.
 func (b *Bridge) Reload(cfg *Config) (ReloadResult, error) {
 	b.mu.Lock()
@@ -34,8 +36,8 @@ func (b *Bridge) Reload(cfg *Config) (ReloadResult, error) {
 	if len(servers) == 0 {
 		servers = []string{b.embedded}
 	}
-	serversChanged := !slices.Equal(servers, b.servers)
-	b.servers = servers
+	serversChanged := !slices.Equal(servers, b.servers) || !sameTLS(cfg.Gearman.tls, b.gearTLS)
+	b.servers, b.gearTLS = servers, cfg.Gearman.tls
 
 	want := map[string]bool{}
 	var order []*master
@@ -47,7 +49,7 @@ func (b *Bridge) Reload(cfg *Config) (ReloadResult, error) {
 			order = append(order, old)
 			continue
 		}
-		m := newMaster(b, mc, servers)
+		m := newMaster(b, mc, servers, b.gearTLS)
 		if old != nil {
 			res.Changed = append(res.Changed, mc.Name)
 			b.retireLocked(old)
@@ -113,4 +115,18 @@ func (c MasterConfig) equal(o MasterConfig) bool {
 	a.token, a.tls, a.base, a.caPEM = "", nil, nil, nil
 	z.token, z.tls, z.base, z.caPEM = "", nil, nil, nil
 	return reflect.DeepEqual(a, z) && c.token == o.token && bytes.Equal(c.caPEM, o.caPEM)
+}
+
+// sameTLS reports whether two tls:// settings trust the same CAs and
+// present the same certificates.
+func sameTLS(a, b *tls.Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if (a.RootCAs == nil) != (b.RootCAs == nil) || a.RootCAs != nil && !a.RootCAs.Equal(b.RootCAs) {
+		return false
+	}
+	return slices.EqualFunc(a.Certificates, b.Certificates, func(x, y tls.Certificate) bool {
+		return slices.EqualFunc(x.Certificate, y.Certificate, bytes.Equal) && reflect.DeepEqual(x.PrivateKey, y.PrivateKey)
+	})
 }

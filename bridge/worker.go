@@ -73,7 +73,7 @@ func (w *worker) run(ctx context.Context) {
 			return
 		default:
 		}
-		conn, err := dialGear(ctx, w.server, w.m.bridge.gearTLS)
+		conn, err := dialGear(ctx, w.server, w.m.gearTLS)
 		if err == nil {
 			if failing {
 				w.log.Info("connected to the gearman server again")
