@@ -50,7 +50,11 @@ func (g *gearmandCompat) define(fs *flag.FlagSet, both func(short, long string, 
 
 func (g *gearmandCompat) check() error {
 	if !strings.EqualFold(g.queueType, "builtin") {
-		return fmt.Errorf("--queue-type %s is not supported: %s; \"builtin\" is accepted and means that store", g.queueType, otherQueue)
+		hint := ""
+		if strings.EqualFold(g.queueType, "libsqlite3") {
+			hint = "; gearbridge import --gearmand-sqlite FILE brings a libsqlite3 queue's jobs over"
+		}
+		return fmt.Errorf("--queue-type %s is not supported: %s; \"builtin\" is accepted and means that store%s", g.queueType, otherQueue, hint)
 	}
 	for _, k := range []struct {
 		name string

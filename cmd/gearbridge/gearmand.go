@@ -26,7 +26,7 @@ type gearmandOption struct {
 	note        string // what gearbridge does, or why not
 }
 
-const otherQueue = "gearbridge's queue is its own durable store (--db, a bbolt file: every job is on disk before JOB_CREATED); there is no other queue type"
+const otherQueue = "gearbridge keeps its queue in its own durable store (--db, a bbolt file: every job is on disk before JOB_CREATED) and has no other queue type"
 
 var gearmandOptions = []gearmandOption{
 	{"backlog", "b", "64", ignored, "the listen backlog is the kernel's (net.core.somaxconn)"},
@@ -46,7 +46,7 @@ var gearmandOptions = []gearmandOption{
 	{"pid-file", "P", "/run/gearbridge.pid", honoured, "written after the listeners are bound and removed at exit; no default file"},
 	{"protocol", "r", "http", refused, "gearmand's HTTP job-submission protocol is not provided; gearbridge's own HTTP side (--http) serves metrics, the status page and backups"},
 	{"round-robin", "R", "", ignored, "jobs go out by priority, then oldest first across every function a worker can do, which is already fair"},
-	{"queue-type", "q", "builtin", honoured, `only "builtin" (the default) is accepted, and means gearbridge's durable store; any other type is refused: ` + otherQueue},
+	{"queue-type", "q", "builtin", honoured, `only "builtin" (the default), taken to mean gearbridge's own durable store (--db); any other type is refused`},
 	{"config-file", "", "/dev/null", honoured, "gearmand's format: options as on the command line, one or more a line (also @FILE); the command line wins; /etc/gearmand.conf is not read unless named"},
 	{"syslog", "", "", honoured, "logs to the local syslog (/dev/log), facility daemon; also to --log-file when one is given"},
 	{"coredump", "", "", ignored, "Go prints every goroutine's stack on a crash; GOTRACEBACK=crash also dumps core"},
@@ -61,23 +61,23 @@ var gearmandOptions = []gearmandOption{
 	{"ssl-ca-file", "", "ca.pem", honoured, "with --ssl: require client certificates signed by a CA in this file"},
 	{"ssl-certificate", "", "cert.pem", honoured, "with --ssl: the server's certificate (chain); default /etc/ssl/certs/gearmand.pem, as gearmand"},
 	{"ssl-key", "", "key.pem", honoured, "with --ssl: the certificate's key; default /etc/ssl/certs/gearmand.key, as gearmand"},
-	{"libmemcached-servers", "", "127.0.0.1", refused, "configures gearmand's libmemcached queue; " + otherQueue},
-	{"libmemcached-prefix", "", "gear_", refused, "configures gearmand's libmemcached queue; " + otherQueue},
-	{"libsqlite3-db", "", "queue.db", refused, "configures gearmand's libsqlite3 queue; " + otherQueue + "; `gearbridge import --gearmand-sqlite FILE` brings its jobs over"},
-	{"store-queue-on-shutdown", "", "", refused, "configures gearmand's libsqlite3 queue; " + otherQueue},
-	{"libsqlite3-table", "", "gearman_queue", refused, "configures gearmand's libsqlite3 queue; " + otherQueue},
-	{"libpq-conninfo", "", "dbname=gearman", refused, "configures gearmand's Postgres queue; " + otherQueue},
-	{"libpq-table", "", "queue", refused, "configures gearmand's Postgres queue; " + otherQueue},
-	{"redis-server", "", "127.0.0.1", refused, "configures gearmand's redis queue; " + otherQueue},
-	{"redis-port", "", "6379", refused, "configures gearmand's redis queue; " + otherQueue},
-	{"redis-password", "", "secret", refused, "configures gearmand's redis queue; " + otherQueue},
-	{"redis-prefix", "", "gear_", refused, "configures gearmand's redis queue; " + otherQueue},
-	{"mysql-host", "", "localhost", refused, "configures gearmand's MySQL queue; " + otherQueue},
-	{"mysql-port", "", "3306", refused, "configures gearmand's MySQL queue; " + otherQueue},
-	{"mysql-user", "", "gearman", refused, "configures gearmand's MySQL queue; " + otherQueue},
-	{"mysql-password", "", "secret", refused, "configures gearmand's MySQL queue; " + otherQueue},
-	{"mysql-db", "", "gearman", refused, "configures gearmand's MySQL queue; " + otherQueue},
-	{"mysql-table", "", "gearman_queue", refused, "configures gearmand's MySQL queue; " + otherQueue},
+	{"libmemcached-servers", "", "127.0.0.1", refused, "a setting of gearmand's libmemcached queue: " + otherQueue},
+	{"libmemcached-prefix", "", "gear_", refused, "a setting of gearmand's libmemcached queue: " + otherQueue},
+	{"libsqlite3-db", "", "queue.db", refused, "a setting of gearmand's libsqlite3 queue: " + otherQueue + "; `gearbridge import --gearmand-sqlite FILE` brings its jobs over"},
+	{"store-queue-on-shutdown", "", "", refused, "a setting of gearmand's libsqlite3 queue: " + otherQueue},
+	{"libsqlite3-table", "", "gearman_queue", refused, "a setting of gearmand's libsqlite3 queue: " + otherQueue},
+	{"libpq-conninfo", "", "dbname=gearman", refused, "a setting of gearmand's Postgres queue: " + otherQueue},
+	{"libpq-table", "", "queue", refused, "a setting of gearmand's Postgres queue: " + otherQueue},
+	{"redis-server", "", "127.0.0.1", refused, "a setting of gearmand's redis queue: " + otherQueue},
+	{"redis-port", "", "6379", refused, "a setting of gearmand's redis queue: " + otherQueue},
+	{"redis-password", "", "secret", refused, "a setting of gearmand's redis queue: " + otherQueue},
+	{"redis-prefix", "", "gear_", refused, "a setting of gearmand's redis queue: " + otherQueue},
+	{"mysql-host", "", "localhost", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
+	{"mysql-port", "", "3306", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
+	{"mysql-user", "", "gearman", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
+	{"mysql-password", "", "secret", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
+	{"mysql-db", "", "gearman", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
+	{"mysql-table", "", "gearman_queue", refused, "a setting of gearmand's MySQL queue: " + otherQueue},
 }
 
 // gearmandFlag stands for a gearmand option that gearbridge ignores or
