@@ -217,6 +217,11 @@ func runServe(args []string) error {
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil
 	}
+	// From the start: a SIGHUP (logrotate) while the store is restored
+	// must not kill the process; it is handled once the server runs.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
 	log, logCloser, err := openServeLog(f)
 	if err != nil {
 		return err
@@ -406,9 +411,6 @@ func runServe(args []string) error {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(signals)
-	hangups := make(chan os.Signal, 1)
-	signal.Notify(hangups, syscall.SIGHUP)
-	defer signal.Stop(hangups)
 
 	graceful := false
 wait:
