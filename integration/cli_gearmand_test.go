@@ -251,3 +251,37 @@ func inet4String(sa syscall.Sockaddr) string {
 	}
 	return ""
 }
+
+// The same gearmand --config-file starts C gearmand and gearbridge alike:
+// both listen where it says and report its verbosity.
+func TestCLI_GearmandConfigFileStartsBoth(t *testing.T) {
+	gearmand := NeedTool(t, GearmandPath)
+	for _, kind := range []string{"gearmand", "gearbridge"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			port := freePort(t)
+			conf := filepath.Join(dir, "gearmand.conf")
+			must(t, os.WriteFile(conf, []byte(fmt.Sprintf("--listen=127.0.0.1 --port=%d\n--verbose=NOTICE\n--log-file=%s\n",
+				port, filepath.Join(dir, "server.log"))), 0o644))
+			var cmd *exec.Cmd
+			if kind == "gearmand" {
+				cmd = exec.Command(gearmand, "--config-file", conf, "--pid-file="+filepath.Join(dir, "pid"))
+			} else {
+				cmd = exec.Command(GearbridgeBinary(t), "--config-file", conf, "--http", "", "--durability", "none")
+			}
+			must(t, cmd.Start())
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			eventually(t, 10*time.Second, kind+" listening on the file's port", func() bool {
+				c, err := net.Dial("tcp", addr)
+				if err == nil {
+					c.Close()
+				}
+				return err == nil
+			})
+			if got := Dial(t, addr).Admin("verbose\n"); got != "OK NOTICE\n" {
+				t.Errorf("verbose: %q, want the file's NOTICE", got)
+			}
+		})
+	}
+}
