@@ -285,3 +285,44 @@ func TestCLI_GearmandConfigFileStartsBoth(t *testing.T) {
 		})
 	}
 }
+
+// -d returns once the detached server is ready: it listens, its pid file
+// names it, and it leads a session of its own. A start that fails is
+// reported by the starting process.
+func TestCLI_DaemonDetachesOnceReady(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	pidFile := filepath.Join(dir, "gearbridge.pid")
+	args := []string{"-d", "--listen", "127.0.0.1", "--port", strconv.Itoa(port), "--http", "",
+		"--db", filepath.Join(dir, "gearbridge.db"), "--log-file", filepath.Join(dir, "gearbridge.log"), "--pid-file", pidFile}
+	out, err := runWithin(t, exec.Command(GearbridgeBinary(t), args...), 30*time.Second)
+	if err != nil {
+		t.Fatalf("gearbridge -d: %v: %s", err, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
+	if err != nil {
+		t.Fatalf("pid file: %v", err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(10 * time.Second)
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	// Ready means serving: no waiting here.
+	if got := Dial(t, fmt.Sprintf("127.0.0.1:%d", port)).Admin("getpid\n"); got != fmt.Sprintf("OK %d\n", pid) {
+		t.Errorf("getpid: %q, want the pid file's %d", got, pid)
+	}
+	stat := strings.Fields(readFile(t, fmt.Sprintf("/proc/%d/stat", pid)))
+	if len(stat) < 6 || stat[5] != strconv.Itoa(pid) {
+		t.Errorf("the daemon does not lead its own session: /proc/%d/stat %v", pid, stat)
+	}
+
+	// The port is taken now: the second start fails, and says why.
+	out, err = runWithin(t, exec.Command(GearbridgeBinary(t), "-d", "--listen", "127.0.0.1", "--port", strconv.Itoa(port), "--http", "",
+		"--durability", "none", "--log-file", filepath.Join(dir, "second.log")), 30*time.Second)
+	if err == nil || !strings.Contains(string(out), "listen on") {
+		t.Errorf("second gearbridge -d on a taken port: %v: %s", err, out)
+	}
+}

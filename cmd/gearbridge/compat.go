@@ -15,6 +15,7 @@ import (
 // honours beyond its own flags (see gearmandOptions).
 type gearmandCompat struct {
 	version           bool
+	daemon            bool
 	configFile        string // read by withConfigFile before parsing
 	user              string
 	syslog            bool
@@ -31,6 +32,9 @@ type gearmandCompat struct {
 
 func (g *gearmandCompat) define(fs *flag.FlagSet, both func(short, long string, fn func(string))) {
 	both("V", "version", func(n string) { fs.BoolVar(&g.version, n, false, "print the version and exit") })
+	both("d", "daemon", func(n string) {
+		fs.BoolVar(&g.daemon, n, false, "detach once the listeners, database and pid file are ready (for units and init scripts written for gearmand; the shipped unit needs no -d)")
+	})
 	both("u", "user", func(n string) {
 		fs.StringVar(&g.user, n, "", "switch to this user (and its groups) once the log file, database, listeners and pid file are open")
 	})

@@ -30,7 +30,7 @@ const otherQueue = "gearbridge keeps its queue in its own durable store (--db, a
 
 var gearmandOptions = []gearmandOption{
 	{"backlog", "b", "64", ignored, "the listen backlog is the kernel's (net.core.somaxconn)"},
-	{"daemon", "d", "", refused, "gearbridge stays in the foreground: run it from its systemd unit (gearbridge.service, shipped in the .deb; packaging/gearbridge.service in the source) or another supervisor, which restarts it and keeps its log"},
+	{"daemon", "d", "", honoured, "detaches once the listeners, the database and the pid file are ready, so that Type=forking units and init scripts written for gearmand work; a failed start is reported by the starting process (exit 1); the shipped unit runs gearbridge in the foreground without it"},
 	{"exceptions", "", "", honoured, "turns the exceptions option on for every connection"},
 	{"file-descriptors", "f", "4096", honoured, "sets the open-files limit (without it gearbridge raises the soft limit to the hard one)"},
 	{"help", "h", "", honoured, "prints the flags"},

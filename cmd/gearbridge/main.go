@@ -27,6 +27,7 @@ Run "gearbridge serve --help" for the server's flags.
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		daemonFailed(err) // a detached server's error, to the process that started it
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "gearbridge:", redact(err.Error()))
 		}

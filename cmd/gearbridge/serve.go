@@ -217,6 +217,9 @@ func runServe(args []string) error {
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil
 	}
+	if f.daemon && daemonPipe == nil {
+		return detach() // the detached copy runs the server
+	}
 	// From the start: a SIGHUP (logrotate) while the store is restored
 	// must not kill the process; it is handled once the server runs.
 	hangups := make(chan os.Signal, 1)
@@ -358,6 +361,7 @@ func runServe(args []string) error {
 		}
 		log.Info("switched user", "user", f.user, "uid", os.Getuid(), "gid", os.Getgid())
 	}
+	daemonReady() // with --daemon: the starting process may exit now
 
 	served := make(chan error, 1)
 	if gearTLS != nil {
