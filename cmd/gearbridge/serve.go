@@ -218,6 +218,9 @@ func runServe(args []string) error {
 		return nil
 	}
 	if f.daemon && daemonPipe == nil {
+		if (f.logFile == "stderr" || f.logFile == "" || f.logFile == "/dev/stderr") && !f.syslog {
+			fmt.Fprintln(os.Stderr, "gearbridge: warning: --daemon detaches from stderr, so its log lines are lost; give --log-file or --syslog")
+		}
 		return detach() // the detached copy runs the server
 	}
 	// From the start: a SIGHUP (logrotate) while the store is restored
