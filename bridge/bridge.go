@@ -41,8 +41,14 @@ type Bridge struct {
 	refs     BuildRefs
 	log      *slog.Logger
 	metrics  *metrics
-	masters  map[string]*master
-	order    []*master
+
+	// mu guards the masters and what Run and Reload share (reload.go).
+	mu      sync.Mutex
+	masters map[string]*master
+	order   []*master
+	leaving map[*master]bool // removed or replaced, finishing their builds
+	ctx     context.Context  // Run's; nil before Run
+	wg      sync.WaitGroup   // every running master
 }
 
 // New prepares a bridge; Run starts it.
@@ -58,12 +64,13 @@ func New(cfg *Config, opts Options) *Bridge {
 		log:      opts.Logger.With("component", "bridge"),
 		metrics:  newMetrics(opts.Registry),
 		masters:  map[string]*master{},
+		leaving:  map[*master]bool{},
 	}
 	if len(b.servers) == 0 {
 		b.servers = []string{opts.Embedded}
 	}
 	for _, mc := range cfg.Masters {
-		m := newMaster(b, mc)
+		m := newMaster(b, mc, b.servers, b.gearTLS)
 		b.masters[mc.Name] = m
 		b.order = append(b.order, m)
 	}
@@ -71,19 +78,33 @@ func New(cfg *Config, opts Options) *Bridge {
 	return b
 }
 
-func (b *Bridge) master(name string) *master { return b.masters[name] }
+func (b *Bridge) master(name string) *master {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.masters[name]
+}
 
 // Run runs every master until ctx ends; builds that are running go on in
 // Jenkins, and their references stay in the store for the next start.
+// Reload changes the masters while it runs.
 func (b *Bridge) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	b.mu.Lock()
+	b.ctx = ctx
 	for _, m := range b.order {
-		b.log.Info("bridging Jenkins master", "master", m.cfg.Name, "url", m.cfg.URL, "servers", b.servers, "poll_interval", m.pollInterval())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.run(ctx)
-		}()
+		b.startLocked(m)
 	}
-	wg.Wait()
+	b.mu.Unlock()
+	<-ctx.Done()
+	b.wg.Wait()
+}
+
+// startLocked runs m until ctx ends or a reload stops it.
+func (b *Bridge) startLocked(m *master) {
+	b.log.Info("bridging Jenkins master", "master", m.cfg.Name, "url", m.cfg.URL, "servers", m.servers, "poll_interval", m.pollInterval())
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		m.run(b.ctx)
+		b.retired(m)
+	}()
 }

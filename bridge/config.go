@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -70,6 +71,7 @@ type MasterConfig struct {
 
 	token string      // read from TokenFile or TokenEnv
 	tls   *tls.Config // from CAFile
+	caPEM []byte      // CAFile's content, to see a change on reload
 	base  *url.URL
 }
 
@@ -112,7 +114,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", name, err)
+		return nil, fmt.Errorf("config %s: %w", name, fixSyntaxErrorLine(err, data))
 	}
 	var problems []string
 	seen := map[string]bool{}
@@ -173,6 +175,28 @@ func (g *GearmanConfig) check() []string {
 		}
 	}
 	return problems
+}
+
+// syntaxLine matches the position of a YAML syntax error.
+var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// fixSyntaxErrorLine puts the right line into a YAML syntax error: the
+// parser reports where the enclosing block starts (counted from 0), so
+// that a mistake on line 4 is reported on line 1. The first line at which
+// the document, cut after it, no longer parses is where the mistake is.
+func fixSyntaxErrorLine(err error, data []byte) error {
+	m := syntaxLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	for i := range lines {
+		var n yaml.Node
+		if yaml.Unmarshal([]byte(strings.Join(lines[:i+1], "")), &n) != nil {
+			return fmt.Errorf("yaml: line %d: %s", i+1, strings.TrimPrefix(err.Error(), m[0]))
+		}
+	}
+	return err
 }
 
 // check validates m and loads its secret and CA bundle.
@@ -244,6 +268,7 @@ func (m *MasterConfig) check() []string {
 			problems = append(problems, fmt.Sprintf("ca_file %s: no PEM certificate in it", m.CAFile))
 		default:
 			m.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			m.caPEM = pem
 		}
 	}
 	return problems

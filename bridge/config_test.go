@@ -107,3 +107,13 @@ func TestTokenNeverInErrors(t *testing.T) {
 		t.Fatalf("want a missing-user error without the token, got %v", err)
 	}
 }
+
+// A YAML syntax error is reported on its own line, not on the line where
+// the enclosing block starts.
+func TestParseConfigSyntaxErrorLine(t *testing.T) {
+	data := "masters:\n  - name: a\n    url: http://jenkins.example/\n   poll_interval: 5s\n  - name: b\n"
+	_, err := ParseConfig([]byte(data), "gearbridge.yaml")
+	if err == nil || !strings.Contains(err.Error(), "line 4:") {
+		t.Fatalf("error %v, want it on line 4", err)
+	}
+}

@@ -33,25 +33,38 @@ func (mw *manager) functions() []string {
 }
 
 func (mw *manager) run(ctx context.Context) {
+	// waitCtx also ends when a reload stops the master: the manager then
+	// leaves while it waits for a job, never in the middle of one (a job
+	// it has not answered goes back to the queue when it disconnects).
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-mw.m.quit:
+			cancel()
+		case <-waitCtx.Done():
+		}
+	}()
 	bo := backoff{max: 10 * time.Second}
-	for ctx.Err() == nil {
-		conn, err := dialGear(ctx, mw.server, mw.m.bridge.gearTLS)
+	for waitCtx.Err() == nil {
+		conn, err := dialGear(waitCtx, mw.server, mw.m.gearTLS)
 		if err == nil {
 			bo.reset()
-			err = mw.session(ctx, conn)
+			err = mw.session(ctx, waitCtx, conn)
 			conn.close()
 		}
-		if ctx.Err() != nil {
+		if waitCtx.Err() != nil {
 			return
 		}
 		mw.log.Warn("gearman server connection lost; reconnecting", "err", err)
-		sleepCtx(ctx, bo.next())
+		sleepCtx(waitCtx, bo.next())
 	}
 }
 
 // session registers the management functions and serves their jobs one
-// at a time; no gate: stopping a build never needs an executor.
-func (mw *manager) session(ctx context.Context, conn *gearConn) error {
+// at a time; no gate: stopping a build never needs an executor. It waits
+// for jobs under waitCtx and answers them under ctx.
+func (mw *manager) session(ctx, waitCtx context.Context, conn *gearConn) error {
 	if err := conn.sendString(protocol.SetClientID, mw.id); err != nil {
 		return err
 	}
@@ -62,7 +75,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 		if err := conn.send(protocol.GrabJobUniq); err != nil {
 			return err
 		}
-		p, err := conn.next(ctx)
+		p, err := conn.next(waitCtx)
 		if err != nil {
 			return err
 		}
@@ -72,7 +85,7 @@ func (mw *manager) session(ctx context.Context, conn *gearConn) error {
 				return err
 			}
 			for {
-				p, err := conn.next(ctx)
+				p, err := conn.next(waitCtx)
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 type master struct {
 	cfg     MasterConfig
 	bridge  *Bridge
+	servers []string    // the job servers its workers connect to
+	gearTLS *tls.Config // for tls:// servers
 	jc      *jenkins
 	log     *slog.Logger
 	metrics *metrics
@@ -36,12 +39,21 @@ type master struct {
 	// used by the polling goroutine only.
 	scanned   bool
 	unscanned map[string]*unscannedBuild // by running build URL
+
+	// quit is closed when a reload removes or replaces the master
+	// (reload.go): it takes no more jobs and stops once its builds end.
+	quit     chan struct{}
+	quitOnce sync.Once
+	draining bool // under mu: quit was seen; no new workers
 }
 
-func newMaster(b *Bridge, cfg MasterConfig) *master {
+func newMaster(b *Bridge, cfg MasterConfig, servers []string, gearTLS *tls.Config) *master {
 	return &master{
 		cfg:     cfg,
 		bridge:  b,
+		servers: servers,
+		gearTLS: gearTLS,
+		quit:    make(chan struct{}),
 		jc:      newJenkins(&cfg),
 		log:     b.log.With("master", cfg.Name),
 		metrics: b.metrics,
@@ -58,7 +70,7 @@ func (m *master) pollInterval() time.Duration { return time.Duration(m.cfg.PollI
 
 // run polls the master and keeps its workers until ctx ends.
 func (m *master) run(ctx context.Context) {
-	for _, server := range m.bridge.servers {
+	for _, server := range m.servers {
 		mw := newManager(m, server)
 		m.wg.Add(1)
 		go func() {
@@ -68,6 +80,8 @@ func (m *master) run(ctx context.Context) {
 	}
 	bo := backoff{max: time.Duration(m.cfg.PollInterval)}
 	failing := false
+	quit := m.quit
+	var drained chan struct{} // closed when a stopped master's builds have ended
 	for {
 		err := m.pollOnce(ctx)
 		switch {
@@ -103,6 +117,28 @@ func (m *master) run(ctx context.Context) {
 			m.mu.Unlock()
 			m.wg.Wait()
 			return
+		case <-quit:
+			// Removed or replaced by a reload: take no more jobs, but keep
+			// polling until the builds in flight have ended (their gates
+			// and single-use nodes still need the snapshots).
+			t.Stop()
+			quit = nil
+			drained = make(chan struct{})
+			m.mu.Lock()
+			m.draining = true
+			for _, w := range m.workers {
+				w.retire()
+			}
+			clear(m.workers)
+			m.mu.Unlock()
+			go func() {
+				m.wg.Wait()
+				close(drained)
+			}()
+		case <-drained:
+			t.Stop()
+			m.log.Info("stopped the master's workers after their builds")
+			return
 		case <-t.C:
 		case <-m.pollNow:
 			t.Stop()
@@ -115,7 +151,7 @@ func (m *master) run(ctx context.Context) {
 func (m *master) pollOnce(ctx context.Context) error {
 	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
-	if err == nil {
+	if err == nil && !m.isDraining() {
 		m.scanRunning(ctx, snap)
 	}
 	m.mu.Lock()
@@ -148,10 +184,13 @@ func (m *master) apply(ctx context.Context, snap *snapshot) {
 		fns := snap.functions(n)
 		for i := 0; i < n.executors; i++ {
 			id := m.workerID(n, i)
-			for _, server := range m.bridge.servers {
+			for _, server := range m.servers {
 				key := server + "\x00" + id
 				want[key] = true
 				w := m.workers[key]
+				if w == nil && m.draining {
+					continue
+				}
 				if w == nil {
 					w = newWorker(m, server, n.name, id, g)
 					m.workers[key] = w
@@ -179,8 +218,20 @@ func (m *master) apply(ctx context.Context, snap *snapshot) {
 			delete(m.gates, name)
 		}
 	}
-	m.metrics.workers.WithLabelValues(m.cfg.Name).Set(float64(len(m.workers)))
+	if !m.draining { // the master's successor, if any, reports its own
+		m.metrics.workers.WithLabelValues(m.cfg.Name).Set(float64(len(m.workers)))
+	}
 }
+
+func (m *master) isDraining() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.draining
+}
+
+// stop makes run retire the master: no new jobs, the builds in flight
+// run to their end, then run returns.
+func (m *master) stop() { m.quitOnce.Do(func() { close(m.quit) }) }
 
 // workerID is the plugin's <node>_exec-<i>; the built-in node goes by the
 // master's name, as the plugin used the master's host name.

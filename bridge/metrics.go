@@ -53,7 +53,20 @@ var requestsDesc = prometheus.NewDesc("gearbridge_bridge_jenkins_requests_total"
 func (c requestCollector) Describe(ch chan<- *prometheus.Desc) { ch <- requestsDesc }
 
 func (c requestCollector) Collect(ch chan<- prometheus.Metric) {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	// A master replaced by a reload still counts while it finishes its
+	// builds, and its successor carries its total on (reload.go).
+	total := map[string]uint64{}
 	for name, m := range c.b.masters {
-		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(m.jc.requests.Load()), name)
+		total[name] += m.jc.requests.Load()
+	}
+	for m := range c.b.leaving {
+		if _, ok := total[m.cfg.Name]; ok {
+			total[m.cfg.Name] += m.jc.requests.Load()
+		}
+	}
+	for name, n := range total {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), name)
 	}
 }

@@ -73,7 +73,7 @@ func (w *worker) run(ctx context.Context) {
 			return
 		default:
 		}
-		conn, err := dialGear(ctx, w.server, w.m.bridge.gearTLS)
+		conn, err := dialGear(ctx, w.server, w.m.gearTLS)
 		if err == nil {
 			if failing {
 				w.log.Info("connected to the gearman server again")
@@ -116,6 +116,12 @@ func (w *worker) session(ctx context.Context, conn *gearConn) error {
 	// as one frees: the server sends one NOOP per sleep, never another.
 	wantGrab := true
 	for {
+		select {
+		case <-w.stop:
+			// Retired while it ran a build: it must not grab another.
+			return errStopped
+		default:
+		}
 		if want := w.functions(); first || !slices.Equal(want, registered) {
 			if err := register(conn, registered, want, first); err != nil {
 				return err

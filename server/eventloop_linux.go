@@ -231,10 +231,7 @@ func (l *eventLoop) accept() {
 			return
 		}
 		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-		syscall.SetsockoptInt(nfd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
-		keepAlive := int(keepAlivePeriod / time.Second)
-		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, keepAlive)
-		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, keepAlive)
+		l.s.cfg.KeepAlive.setFD(nfd)
 		remote := sockaddrIP(sa)
 
 		s := l.s

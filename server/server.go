@@ -69,6 +69,8 @@ type Config struct {
 	// BusyPoll is how long an event loop polls for more work before it
 	// sleeps, while its sleeps are short (under load); 0 never polls.
 	BusyPoll time.Duration
+	// KeepAlive sets the TCP keep-alive of accepted connections.
+	KeepAlive KeepAlive
 	// OnShutdown is called by the admin `shutdown [graceful]` command.
 	OnShutdown func(graceful bool)
 	Logger     *slog.Logger
@@ -261,8 +263,7 @@ const keepAlivePeriod = 30 * time.Second
 
 func (s *Server) accept(nc net.Conn, id uint64) {
 	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetKeepAlive(true)
-		tc.SetKeepAlivePeriod(keepAlivePeriod)
+		s.cfg.KeepAlive.setConn(tc)
 		tc.SetNoDelay(true)
 	}
 	c := newSession(s, id, nc)

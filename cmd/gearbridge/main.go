@@ -20,6 +20,7 @@ Usage:
   gearbridge check --db FILE                 verify a database file offline
   gearbridge compact --db FILE               give back a drained queue's space (server stopped)
   gearbridge import --gearmand-sqlite FILE   load gearmand's libsqlite3 queue (server stopped)
+  gearbridge check-config FILE               validate a bridge configuration file and exit
   gearbridge version                         print the version
 
 Run "gearbridge serve --help" for the server's flags.
@@ -27,6 +28,7 @@ Run "gearbridge serve --help" for the server's flags.
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		daemonFailed(err) // a detached server's error, to the process that started it
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "gearbridge:", redact(err.Error()))
 		}
@@ -68,6 +70,8 @@ func run(args []string) error {
 		return runMan(args)
 	case "import":
 		return runImport(args)
+	case "check-config":
+		return runCheckConfig(args)
 	case "version", "--version":
 		fmt.Println("gearbridge", gearbridge.Version)
 		return nil

@@ -60,6 +60,8 @@ type serveFlags struct {
 	sslCertificate    string
 	sslKey            string
 	sslCAFile         string
+	gearmandCompat
+	gearmandSeen []*gearmandOption // gearmand's other options given (see gearmand.go)
 }
 
 // serveFlagSet defines the server's flags on f. It is the one list of
@@ -68,7 +70,7 @@ type serveFlags struct {
 func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: gearbridge serve [flags]\n\nFlags (gearmand's short spellings -p -L -j -l -P also work):")
+		fmt.Fprintln(fs.Output(), "Usage: gearbridge serve [flags]\n\nFlags (gearmand's short spellings -p -L -j -l -P -u -f -q -V also work, and so does a\ngearmand --config-file; the flags marked gearmand's are its other options):")
 		fs.PrintDefaults()
 	}
 	both := func(short, long string, fn func(name string)) { fn(long); fn(short) }
@@ -105,21 +107,32 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.StringVar(&f.sslCertificate, "ssl-certificate", "/etc/ssl/certs/gearmand.pem", "with --ssl: the server's PEM certificate (chain) file")
 	fs.StringVar(&f.sslKey, "ssl-key", "/etc/ssl/certs/gearmand.key", "with --ssl: the PEM private key of --ssl-certificate")
 	fs.StringVar(&f.sslCAFile, "ssl-ca-file", "", "with --ssl: require client certificates signed by a CA in this PEM file")
-	var ignoredInt int
-	var ignoredString string
-	fs.IntVar(&ignoredInt, "threads", 0, "accepted for gearmand compatibility; ignored")
-	fs.IntVar(&ignoredInt, "t", 0, "accepted for gearmand compatibility; ignored")
-	fs.StringVar(&ignoredString, "config-file", "", "accepted for gearmand compatibility; ignored")
+	f.gearmandCompat.define(fs, both)
+	addGearmandFlags(fs, &f.gearmandSeen)
 	return fs
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := serveFlagSet(f)
+	args, err := withConfigFile(args)
+	if err != nil {
+		return nil, err
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
+		return nil, usageError{err}
+	}
+	if f.version {
+		return f, nil
+	}
+	fs.Visit(func(fl *flag.Flag) { f.logFileSet = f.logFileSet || fl.Name == "log-file" || fl.Name == "l" })
+	if f.warnings, err = checkGearmandFlags(f.gearmandSeen); err != nil {
+		return nil, err
+	}
+	if err := f.gearmandCompat.check(); err != nil {
 		return nil, usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -202,9 +215,9 @@ func openLog(path, level, format string) (*slog.Logger, io.Closer, error) {
 	case "stderr", "", "/dev/stderr":
 		w = os.Stderr
 	default:
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := openReopenFile(path) // SIGHUP reopens it
 		if err != nil {
-			return nil, nil, fmt.Errorf("open log file: %w", err)
+			return nil, nil, err
 		}
 		w, closer = f, f
 	}
@@ -216,19 +229,44 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, logCloser, err := openLog(f.logFile, f.verbose, f.logFormat)
+	if f.version {
+		fmt.Println("gearbridge", gearbridge.Version)
+		return nil
+	}
+	if f.daemon && daemonPipe == nil {
+		if (f.logFile == "stderr" || f.logFile == "" || f.logFile == "/dev/stderr") && !f.syslog {
+			fmt.Fprintln(os.Stderr, "gearbridge: warning: --daemon detaches from stderr, so its log lines are lost; give --log-file or --syslog")
+		}
+		return detach() // the detached copy runs the server
+	}
+	// From the start: a SIGHUP (logrotate) while the store is restored
+	// must not kill the process; it is handled once the server runs.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+	log, logCloser, err := openServeLog(f)
 	if err != nil {
 		return err
 	}
 	defer logCloser.Close()
+	for _, w := range f.warnings {
+		log.Warn(w)
+	}
 	var bridgeCfg *bridge.Config
 	if f.config != "" {
 		if bridgeCfg, err = bridge.LoadConfig(f.config); err != nil {
 			return err
 		}
+		warnEmptyConfig(log, bridgeCfg, f.config)
 	}
 	slog.SetDefault(log)
-	raiseFileLimit(log)
+	if f.fileDescriptors > 0 {
+		if err := setFileLimit(f.fileDescriptors); err != nil {
+			return err
+		}
+	} else {
+		raiseFileLimit(log)
+	}
 	var gearTLS *tls.Config
 	if f.ssl {
 		if gearTLS, err = serverTLS(f.sslCertificate, f.sslKey, f.sslCAFile); err != nil {
@@ -267,6 +305,7 @@ func runServe(args []string) error {
 		GrabHold:               f.grabHold,
 		EventLoops:             f.eventLoops,
 		BusyPoll:               f.busyPoll,
+		KeepAlive:              f.keepAliveConfig(),
 		Logger:                 log,
 		OnShutdown: func(graceful bool) {
 			select {
@@ -332,6 +371,17 @@ func runServe(args []string) error {
 		}()
 	}
 
+	if f.user != "" {
+		// Everything that needs root is open: the listeners (a port below
+		// 1024), the log file, the database and the pid file.
+		if err := dropPrivileges(f.user); err != nil {
+			ln.Close()
+			return err
+		}
+		log.Info("switched user", "user", f.user, "uid", os.Getuid(), "gid", os.Getgid())
+	}
+	daemonReady() // with --daemon: the starting process may exit now
+
 	served := make(chan error, 1)
 	if gearTLS != nil {
 		go func() { served <- srv.ServeTLS(ln, gearTLS) }()
@@ -341,13 +391,17 @@ func runServe(args []string) error {
 
 	bridgeCtx, stopBridge := context.WithCancel(context.Background())
 	bridgeDone := make(chan struct{})
-	if bridgeCfg != nil && len(bridgeCfg.Masters) > 0 {
+	hup := &hangup{log: log, config: f.config}
+	hup.logFile, _ = logCloser.(*reopenFile)
+	if bridgeCfg != nil {
+		// Even with no masters yet: SIGHUP may add some.
 		embedded := loopbackAddr(ln.Addr())
-		if gearTLS != nil && len(bridgeCfg.Gearman.Servers) == 0 {
+		if gearTLS != nil {
 			// The Gearman port wants TLS, and maybe a client certificate
 			// the bridge does not have: the bridge reaches the embedded
 			// server through a Unix socket in a directory only this user
-			// can enter.
+			// can enter (also when gearman.servers names others: a reload
+			// may go back to the embedded server).
 			sock, cleanup, err := bridgeSocket(srv, served)
 			if err != nil {
 				stopBridge()
@@ -362,6 +416,7 @@ func runServe(args []string) error {
 			Logger:   log,
 			Registry: srv.Registry(),
 		})
+		hup.bridge = b
 		go func() {
 			defer close(bridgeDone)
 			b.Run(bridgeCtx)
@@ -381,14 +436,21 @@ func runServe(args []string) error {
 	defer signal.Stop(signals)
 
 	graceful := false
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case sig := <-signals:
-		graceful = sig == syscall.SIGUSR1
-		log.Info("stopping", "signal", sig.String(), "graceful", graceful)
-	case graceful = <-shutdown:
-		log.Info("stopping", "graceful", graceful)
+wait:
+	for {
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve: %w", err)
+		case <-hangups:
+			hup.run()
+		case sig := <-signals:
+			graceful = sig == syscall.SIGUSR1
+			log.Info("stopping", "signal", sig.String(), "graceful", graceful)
+			break wait
+		case graceful = <-shutdown:
+			log.Info("stopping", "graceful", graceful)
+			break wait
+		}
 	}
 	if httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -11,7 +11,7 @@ import (
 
 func TestServeFlagsTakeGearmandSpellings(t *testing.T) {
 	f, err := parseServeFlags([]string{"-p", "4799", "-L", "127.0.0.1", "--job-retries=3", "--log-file", "/dev/stderr",
-		"--verbose", "debug", "--grab-hold", "250ms", "--threads", "4", "--config-file=/etc/gearmand.conf", "-P", "/tmp/pid"})
+		"--verbose", "debug", "--grab-hold", "250ms", "--threads", "4", "--config-file=/dev/null", "-P", "/tmp/pid"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ func runStatus(args []string) error {
 	key := fs.String("key", "", "with --ssl: the client certificate's key (PEM)")
 	tokenFile := fs.String("token-file", "", "with an http(s) URL: file holding the server's bearer token (its --http-token-file)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err // exit 0
+		}
 		return usageError{err}
 	}
 	var lines []string

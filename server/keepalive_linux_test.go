@@ -1,0 +1,75 @@
+package server
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gearbridge/gearbridge/protocol"
+)
+
+// The keep-alive settings (gearmand's --keepalive-idle, -interval and
+// -count) are on the accepted sockets of both transports.
+func TestKeepAliveSettingsOnAcceptedSockets(t *testing.T) {
+	for _, loop := range []bool{false, true} {
+		t.Run("event-loop="+strconv.FormatBool(loop), func(t *testing.T) {
+			_, addr := startServer(t, Config{EventLoop: loop, KeepAlive: KeepAlive{Idle: 77 * time.Second, Interval: 13 * time.Second, Count: 4}})
+			c := dial(t, addr)
+			c.send(protocol.EchoReq, "x")
+			c.recv(protocol.EchoRes) // accepted and served
+			fd := acceptedFD(t, addr, c.nc.LocalAddr().String())
+			for _, o := range []struct {
+				name       string
+				level, opt int
+				want       int
+			}{
+				{"SO_KEEPALIVE", syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+				{"TCP_KEEPIDLE", syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 77},
+				{"TCP_KEEPINTVL", syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 13},
+				{"TCP_KEEPCNT", syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 4},
+			} {
+				got, err := syscall.GetsockoptInt(fd, o.level, o.opt)
+				if err != nil || got != o.want {
+					t.Errorf("%s = %d (%v), want %d", o.name, got, err, o.want)
+				}
+			}
+		})
+	}
+}
+
+// acceptedFD finds the server's end of a connection among this process's
+// descriptors: the socket whose local address is the listener's and whose
+// peer is the client.
+func acceptedFD(t *testing.T, server, client string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		local, err1 := syscall.Getsockname(fd)
+		peer, err2 := syscall.Getpeername(fd)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if sockaddrString(local) == server && sockaddrString(peer) == client {
+			return fd
+		}
+	}
+	t.Fatalf("no socket from %s to %s", server, client)
+	return -1
+}
+
+func sockaddrString(sa syscall.Sockaddr) string {
+	if a, ok := sa.(*syscall.SockaddrInet4); ok {
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+	}
+	return ""
+}
