@@ -43,6 +43,7 @@ type Bridge struct {
 	metrics  *metrics
 	masters  map[string]*master
 	order    []*master
+	builds   buildTracker // status.go
 }
 
 // New prepares a bridge; Run starts it.

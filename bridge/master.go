@@ -19,6 +19,7 @@ type master struct {
 	jc      *jenkins
 	log     *slog.Logger
 	metrics *metrics
+	health  masterHealth // status.go
 
 	mu      sync.Mutex
 	snap    *snapshot
@@ -40,6 +41,7 @@ type master struct {
 
 func newMaster(b *Bridge, cfg MasterConfig) *master {
 	return &master{
+		health:  masterHealth{downSince: time.Now()}, // down until it answers
 		cfg:     cfg,
 		bridge:  b,
 		jc:      newJenkins(&cfg),
@@ -77,9 +79,9 @@ func (m *master) run(ctx context.Context) {
 			case http.StatusUnauthorized:
 				m.log.Error("Jenkins rejected the credentials (HTTP 401): check user and token; no jobs are taken for this master until it accepts them", "url", m.cfg.URL, "user", m.cfg.User)
 			case http.StatusForbidden:
-				m.log.Error("Jenkins refused access (HTTP 403): the user lacks Overall/Read or Job/Build permission; no jobs are taken for this master", "url", m.cfg.URL, "user", m.cfg.User, "err", err)
+				m.log.Error("Jenkins refused access (HTTP 403): the user lacks Overall/Read or Job/Build permission; no jobs are taken for this master", "url", m.cfg.URL, "user", m.cfg.User, "err", shortError(err))
 			default:
-				m.log.Error("Jenkins master unreachable; its workers stop taking jobs until it answers", "url", m.cfg.URL, "err", err)
+				m.log.Error("Jenkins master unreachable; its workers stop taking jobs until it answers", "url", m.cfg.URL, "err", shortError(err))
 			}
 			failing = true
 		case err == nil && failing:
@@ -115,6 +117,12 @@ func (m *master) run(ctx context.Context) {
 func (m *master) pollOnce(ctx context.Context) error {
 	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
+	if ctx.Err() == nil {
+		m.health.polled(err, time.Now())
+		if err != nil {
+			m.metrics.pollErrors.WithLabelValues(m.cfg.Name, pollErrorReason(err)).Inc()
+		}
+	}
 	if err == nil {
 		m.scanRunning(ctx, snap)
 	}

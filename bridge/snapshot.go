@@ -39,6 +39,11 @@ type nodeInfo struct {
 	// tempOffline: taken offline by a user or by us; a disconnected agent
 	// is offline but not temporarily offline.
 	tempOffline bool
+
+	// For the status page: each executor's build URL ("" when idle), and
+	// why the node is offline.
+	slots         []string
+	offlineReason string
 }
 
 // labelList is the node's labels, sorted, for WORK_DATA's node_labels.
@@ -141,6 +146,7 @@ type (
 			DisplayName        string     `json:"displayName"`
 			Offline            bool       `json:"offline"`
 			TemporarilyOffline bool       `json:"temporarilyOffline"`
+			OfflineCauseReason string     `json:"offlineCauseReason"`
 			NumExecutors       int        `json:"numExecutors"`
 			AssignedLabels     []nameJSON `json:"assignedLabels"`
 			Executors          []execJSON `json:"executors"`
@@ -165,7 +171,7 @@ const (
 	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[_class,name]]"
 	// Folders nest their items in "jobs"; four levels cover real setups.
 	rootTree     = "quietingDown,jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + "]]]]"
-	computerTree = "computer[_class,displayName,offline,temporarilyOffline,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
+	computerTree = "computer[_class,displayName,offline,temporarilyOffline,offlineCauseReason,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
 	// A label no node carries, negated, matches every node: one request
 	// gives every node's mode.
 	allNodesLabel = "!gearbridge-matches-no-node"
@@ -216,6 +222,7 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 			busyURLs:  map[string]bool{},
 		}
 		n.tempOffline = c.TemporarilyOffline
+		n.offlineReason = c.OfflineCauseReason
 		builtIn := strings.HasSuffix(c.Class, "$MasterComputer")
 		if builtIn {
 			n.name = ""
@@ -262,6 +269,13 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 					n.idle++
 				}
 			}
+		}
+		for _, e := range c.Executors {
+			u := ""
+			if e.CurrentExecutable != nil {
+				u = e.CurrentExecutable.URL
+			}
+			n.slots = append(n.slots, u)
 		}
 		s.nodes[n.name] = n
 	}
