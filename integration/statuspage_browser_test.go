@@ -222,6 +222,30 @@ func TestStatusPage_InHeadlessChromium(t *testing.T) {
 	if path := os.Getenv("GB_SCREENSHOT"); path != "" {
 		abs, err := filepath.Abs(path)
 		must(t, err)
+		// A busier fleet for the picture: more running builds, and a
+		// failed one among the finished.
+		must(t, alpha.SetOutcomes("integration", jenkinstest.Outcome{Result: "FAILURE", Duration: 10 * time.Millisecond}))
+		c.Send(protocol.SubmitJob, "build:integration", "done-2", "{}")
+		jobCreated(t, c)
+		for p := c.Read(); p.Type != protocol.WorkComplete; p = c.Read() {
+		}
+		for i := 2; i <= 3; i++ {
+			c.Send(protocol.SubmitJobBg, "build:deploy", fmt.Sprint("held-", i), "{}")
+			jobCreated(t, c)
+		}
+		c.Send(protocol.SubmitJobHighBg, "build:nobody-takes-this", "queued-2", "{}")
+		jobCreated(t, c)
+		eventually(t, wait, "three builds running", func() bool {
+			busy := 0
+			for _, n := range fleetStatus(t, gb).master("alpha").Nodes {
+				for _, e := range n.Executors {
+					if e.Busy {
+						busy++
+					}
+				}
+			}
+			return busy == 3
+		})
 		chromium(t, browser, "http://"+gb.HTTPAddr+"/?refresh=0", "--screenshot="+abs, "--window-size=1100,1000", "--hide-scrollbars", "--force-device-scale-factor=1")
 		if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
 			t.Fatalf("no screenshot at %s: %v", abs, err)
