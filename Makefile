@@ -4,7 +4,7 @@ BIN     ?= bin/gearbridge
 ARGS    ?=
 CONFIG  ?=
 
-.PHONY: run build test bench lint fuzz soak demo clean
+.PHONY: run build test bench lint fuzz soak demo screenshot clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gearbridge
@@ -70,6 +70,13 @@ demo: build
 	echo "  gearman -p $(DEMO_PORT) -f build:unit-tests:linux '{\"ZUUL_UUID\": \"demo-2\"}'"; \
 	echo "Status: gearadmin -p $(DEMO_PORT) --status    Stop: Ctrl-C"; echo; \
 	wait $$gb
+
+# make screenshot: docs/status.png, the picture in the README. Headless
+# Chromium (apt-get install chromium) reads the status page of gearbridge
+# bridging three emulated Jenkins masters, one of them down
+# (TestStatusPage_InHeadlessChromium in integration/).
+screenshot:
+	CI=true GB_SCREENSHOT=$(CURDIR)/docs/status.png $(GO) test -count=1 -run TestStatusPage_InHeadlessChromium ./integration
 
 clean:
 	rm -rf bin
