@@ -56,7 +56,7 @@ func New(cfg *Config, opts Options) *Bridge {
 		gearTLS:  cfg.Gearman.tls,
 		embedded: opts.Embedded,
 		refs:     opts.Refs,
-		log:      opts.Logger.With("component", "bridge"),
+		log:      slog.New(shortErrors{opts.Logger.Handler()}).With("component", "bridge"),
 		metrics:  newMetrics(opts.Registry),
 		masters:  map[string]*master{},
 	}

@@ -79,9 +79,9 @@ func (m *master) run(ctx context.Context) {
 			case http.StatusUnauthorized:
 				m.log.Error("Jenkins rejected the credentials (HTTP 401): check user and token; no jobs are taken for this master until it accepts them", "url", m.cfg.URL, "user", m.cfg.User)
 			case http.StatusForbidden:
-				m.log.Error("Jenkins refused access (HTTP 403): the user lacks Overall/Read or Job/Build permission; no jobs are taken for this master", "url", m.cfg.URL, "user", m.cfg.User, "err", shortError(err))
+				m.log.Error("Jenkins refused access (HTTP 403): the user lacks Overall/Read or Job/Build permission; no jobs are taken for this master", "url", m.cfg.URL, "user", m.cfg.User, "err", err)
 			default:
-				m.log.Error("Jenkins master unreachable; its workers stop taking jobs until it answers", "url", m.cfg.URL, "err", shortError(err))
+				m.log.Error("Jenkins master unreachable; its workers stop taking jobs until it answers", "url", m.cfg.URL, "err", err)
 			}
 			failing = true
 		case err == nil && failing:

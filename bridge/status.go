@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -289,3 +291,37 @@ func (b *Bridge) Ready(maxOutage time.Duration) error {
 }
 
 func (b *Bridge) masterList() []*master { return b.order }
+
+// shortErrors is a slog handler that cuts every error attribute with
+// shortError: Jenkins' error pages and long URLs must not make 2 KB log
+// lines, whichever call logs them.
+type shortErrors struct{ slog.Handler }
+
+func (h shortErrors) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(shortAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h shortErrors) WithAttrs(attrs []slog.Attr) slog.Handler {
+	for i := range attrs {
+		attrs[i] = shortAttr(attrs[i])
+	}
+	return shortErrors{h.Handler.WithAttrs(attrs)}
+}
+
+func (h shortErrors) WithGroup(name string) slog.Handler {
+	return shortErrors{h.Handler.WithGroup(name)}
+}
+
+func shortAttr(a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindAny {
+		if err, ok := a.Value.Any().(error); ok {
+			return slog.String(a.Key, shortError(err))
+		}
+	}
+	return a
+}

@@ -191,3 +191,19 @@ func TestFleetFromThePolls(t *testing.T) {
 		t.Fatalf("Ready with the check off: %v", err)
 	}
 }
+
+// Every error the bridge logs is cut, whichever call logs it.
+func TestBridgeLogCutsErrors(t *testing.T) {
+	var buf strings.Builder
+	cfg, err := ParseConfig([]byte("masters:\n  - name: m\n    url: http://127.0.0.1:1/\n"), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New(cfg, Options{Embedded: "127.0.0.1:1", Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	long := errors.New(strings.Repeat("x", 5000))
+	b.log.With("early", long).Error("failed", "err", long, "note", "kept")
+	line := buf.String()
+	if len(line) > 2*maxErrorText+200 || !strings.Contains(line, "note=kept") || !strings.Contains(line, "component=bridge") {
+		t.Fatalf("%d bytes: %s", len(line), line)
+	}
+}
