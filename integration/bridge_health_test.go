@@ -16,6 +16,7 @@ import (
 	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
 	"github.com/gearbridge/gearbridge/protocol"
 	"github.com/gearbridge/gearbridge/server"
+	"github.com/gearbridge/gearbridge/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -272,4 +273,46 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// /readyz fails while the store cannot commit (here: the file may not
+// grow), and passes again once it can, with no new job needed.
+func TestReadyz_StoreThatCannotCommit(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "gb.db"), store.Options{MaxSize: 1 << 20})
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	e := oneNodeJenkins(t)
+	rig := startBridgeRig(t, db, rigMaster{name: "m", emu: e})
+	h := rig.operatorHTTP(time.Minute)
+	rig.srv.AddReadyCheck("store", db.CommitError) // as gearbridge serve wires it
+	var rd server.Readiness
+	eventually(t, 10*time.Second, "ready", func() bool { return getJSON(t, h, "/readyz", &rd) == 200 })
+
+	c := Dial(t, rig.addr)
+	big := strings.Repeat("x", 16<<10)
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("a 1 MiB store took 200 jobs of 16 KiB")
+		}
+		c.Send(protocol.SubmitJobBg, "no-worker", strconv.Itoa(i), big)
+		if p := c.Read(); p.Type == protocol.Error {
+			break
+		}
+	}
+	if code := getJSON(t, h, "/readyz", &rd); code != http.StatusServiceUnavailable || rd.Ready || len(rd.Reasons) != 1 ||
+		rd.Reasons[0].Check != "store" || !strings.Contains(rd.Reasons[0].Reason, "commits failing since") {
+		t.Fatalf("readyz with a full store: %d %+v", code, rd)
+	}
+	// Drain the queue: the removes free the space.
+	w := Dial(t, rig.addr)
+	w.Send(protocol.CanDo, "no-worker")
+	for {
+		w.Send(protocol.GrabJob)
+		p := w.Read()
+		if p.Type == protocol.NoJob {
+			break
+		}
+		w.Send(protocol.WorkComplete, p.Args()[0], "")
+	}
+	eventually(t, 10*time.Second, "ready again", func() bool { return getJSON(t, h, "/readyz", &rd) == 200 })
 }
