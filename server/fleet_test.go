@@ -89,7 +89,7 @@ func TestStatusPage_ShowsTheFleet(t *testing.T) {
 		`<td class="n oldest">1m30s`,
 		`<td class="bad">FAILURE`,
 		`not run <span class="err">project gone is not known</span>`,
-		`<h2>Builds in flight (1)</h2>`,
+		"<h2>Builds in flight (1)</h2>\n\n<details open><summary>1 running, 0 queued in Jenkins</summary>",
 		`<h2>Last finished builds (2)</h2>`,
 	} {
 		if !strings.Contains(page, want) {
@@ -182,6 +182,10 @@ func TestStatusPage_ThreeMastersOf200Executors(t *testing.T) {
 	}
 	if len(page) > 600*400 {
 		t.Fatalf("page is %d bytes for 600 executors", len(page))
+	}
+	// 300 builds in flight fold away: the executors show them already.
+	if !strings.Contains(page, "<details><summary>300 running, 0 queued in Jenkins</summary>") {
+		t.Fatalf("the builds in flight are not folded:\n%s", page[strings.Index(page, `<section id="inflight">`):][:300])
 	}
 }
 

@@ -30,6 +30,15 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"execs":    totalExecutors,
 	"upCount":  upMasters,
 	"resultOf": resultClass,
+	"buildStates": func(bs []gearbridge.BuildStatus) string {
+		running := 0
+		for _, b := range bs {
+			if b.State == "running" {
+				running++
+			}
+		}
+		return fmt.Sprintf("%d running, %d queued in Jenkins", running, len(bs)-running)
+	},
 	"busyFunctions": func(fs []FunctionStatus) bool {
 		return slices.ContainsFunc(fs, func(f FunctionStatus) bool { return f.Total > 0 })
 	},
