@@ -36,7 +36,7 @@ func (s *DB) commitFailed(err error) {
 
 func (s *DB) commitWorked(batch []op) {
 	for i := range batch {
-		if k := batch[i].kind; k == opAdd || k == opBuildRef || k == opProbe {
+		if k := batch[i].kind; (k == opAdd || k == opBuildRef || k == opProbe) && batch[i].err == nil {
 			s.health.mu.Lock()
 			s.health.err, s.health.probing = nil, false
 			s.health.mu.Unlock()
@@ -68,7 +68,8 @@ func (s *DB) CommitError() error {
 }
 
 // probeWrite writes a job-sized value and deletes it again: the
-// transaction needs new pages, as an Add would.
+// transaction needs new pages, as an Add would. Deleting in the same
+// transaction leaves nothing behind.
 func probeWrite(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if err := meta.Put(keyProbe, make([]byte, 4096)); err != nil {

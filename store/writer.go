@@ -284,9 +284,7 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 				return 0, fmt.Errorf("remove job %d: %w", o.id, err)
 			}
 		case opProbe:
-			if err := probeWrite(tx); err != nil {
-				return 0, err
-			}
+			o.err = probeWrite(tx) // its own failure only: the batch's jobs may still fit
 		case opBuildRef:
 			if len(o.val) == 0 {
 				// An empty ref deletes: the bridge forgets a finished build.
