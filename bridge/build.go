@@ -147,7 +147,7 @@ func (r *buildRun) startedOn(b buildJSON, url string) {
 	if node == "" {
 		node = "built-in"
 	}
-	r.w.log.Info("build started", "handle", r.job.handle, "master", r.m.cfg.Name, "project", r.ref.Project, "number", r.ref.Number, "url", url, "node", node)
+	r.w.log.Info("build started", "handle", r.job.handle, "project", r.ref.Project, "number", r.ref.Number, "url", url, "node", node)
 	started := r.started
 	r.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) {
 		st.State, st.Started, st.Node, st.Number, st.URL = "running", &started, node, r.ref.Number, url
@@ -337,7 +337,7 @@ func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post
 func (r *buildRun) follows(ref buildRef) {
 	r.ref = ref
 	r.m.saveRef(r.refKey, r.ref)
-	r.w.log.Info("build triggered", "handle", r.job.handle, "function", r.job.function, "master", r.m.cfg.Name, "project", ref.Project, "queue_item", ref.QueueID)
+	r.w.log.Info("build triggered", "handle", r.job.handle, "function", r.job.function, "project", ref.Project, "queue_item", ref.QueueID)
 }
 
 // tracked shows the build the job follows on the status page.
@@ -669,7 +669,7 @@ func (r *buildRun) complete(ctx context.Context, data buildData, result, builtOn
 	}
 	r.m.metrics.completed.WithLabelValues(r.m.cfg.Name, result).Inc()
 	r.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) { st.Result = result })
-	r.w.log.Info("build finished", "handle", r.job.handle, "master", r.m.cfg.Name, "project", r.ref.Project, "number", data.Number, "url", data.URL, "result", result, "duration", time.Since(r.started).Round(time.Millisecond).String())
+	r.w.log.Info("build finished", "handle", r.job.handle, "project", r.ref.Project, "number", data.Number, "url", data.URL, "result", result, "duration", time.Since(r.started).Round(time.Millisecond).String())
 	r.m.forgetRef(r.refKey)
 	return nil
 }

@@ -253,11 +253,16 @@ func TestGearbridge_LogsBuildsAndReportsAKilledMaster(t *testing.T) {
 	}
 	logText := func() string { b, _ := os.ReadFile(gb.LogPath); return string(b) }
 	for _, re := range []string{
-		`level=INFO msg="build triggered" .*handle=` + regexp.QuoteMeta(handle) + ` function=build:job master=jenkins01 project=job queue_item=\d+`,
-		`level=INFO msg="build started" .*handle=` + regexp.QuoteMeta(handle) + ` master=jenkins01 project=job number=1 url=` + regexp.QuoteMeta(e.URL) + `/job/job/1/ node=n`,
-		`level=INFO msg="build finished" .*handle=` + regexp.QuoteMeta(handle) + ` master=jenkins01 project=job number=1 url=\S+ result=SUCCESS duration=\S+`,
+		`level=INFO msg="build triggered" component=bridge master=jenkins01 worker=n_exec-0 server=\S+ handle=` + regexp.QuoteMeta(handle) + ` function=build:job project=job queue_item=\d+`,
+		`level=INFO msg="build started" .*handle=` + regexp.QuoteMeta(handle) + ` project=job number=1 url=` + regexp.QuoteMeta(e.URL) + `/job/job/1/ node=n`,
+		`level=INFO msg="build finished" .*handle=` + regexp.QuoteMeta(handle) + ` project=job number=1 url=\S+ result=SUCCESS duration=\S+`,
 	} {
 		eventually(t, 5*time.Second, re, func() bool { return regexp.MustCompile(re).MatchString(logText()) })
+	}
+	for _, line := range strings.Split(logText(), "\n") {
+		if strings.Contains(line, `msg="build `) && strings.Count(line, " master=") != 1 {
+			t.Errorf("master named %d times: %s", strings.Count(line, " master="), line)
+		}
 	}
 
 	e.Close() // the master is killed
