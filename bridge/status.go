@@ -234,18 +234,24 @@ func (m *master) status(now time.Time, byURL map[string]*gearbridge.BuildStatus)
 		case !n.online:
 			ns.State, ns.OfflineReason = gearbridge.NodeOffline, n.offlineReason
 		}
-		for _, u := range n.slots {
-			e := gearbridge.ExecutorStatus{Busy: u != "", BuildURL: u}
-			if u != "" {
-				e.Build = buildName(u)
-				if st := byURL[u]; st != nil {
-					e.Handle, e.Started = st.Handle, st.Started
+		for _, sl := range n.slots {
+			e := gearbridge.ExecutorStatus{Busy: sl.url != "", BuildURL: sl.url}
+			if sl.url != "" {
+				e.Build = buildName(sl.url)
+				if !sl.started.IsZero() {
+					e.Started = &sl.started
+				}
+				if st := byURL[sl.url]; st != nil {
+					e.Handle = st.Handle
 					if st.Started != nil {
-						e.ElapsedSeconds = max(0, now.Sub(*st.Started).Seconds())
+						e.Started = st.Started
 					}
 					if st.Number != 0 {
 						e.Build = fmt.Sprintf("%s #%d", st.Project, st.Number)
 					}
+				}
+				if e.Started != nil {
+					e.ElapsedSeconds = max(0, now.Sub(*e.Started).Seconds())
 				}
 			}
 			ns.Executors = append(ns.Executors, e)

@@ -161,7 +161,7 @@ func TestFleetFromThePolls(t *testing.T) {
 	if !busy.Busy {
 		busy = l1.Executors[1]
 	}
-	if !busy.Busy || busy.BuildURL != e.URL+"/job/job/1/" || busy.Build != "job #1" || busy.Handle != "" {
+	if !busy.Busy || busy.BuildURL != e.URL+"/job/job/1/" || busy.Build != "job #1" || busy.Handle != "" || busy.Started == nil || busy.ElapsedSeconds < 0 {
 		t.Fatalf("busy executor: %+v", l1.Executors)
 	}
 	if l2.State != gearbridge.NodeTemporarilyOffline || l2.OfflineReason != "maintenance" {
