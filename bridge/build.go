@@ -83,7 +83,8 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	})
 	err := r.run(ctx)
 	var fail *jobFailure
-	ended := err == nil || errors.As(err, &fail)
+	// A job cut short by a shutdown did not end: the next start re-attaches.
+	ended := err == nil || ctx.Err() == nil && errors.As(err, &fail)
 	if fail != nil {
 		w.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) { st.Error = shortError(fail) })
 	}

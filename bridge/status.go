@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -53,12 +54,19 @@ func (h *masterHealth) read() masterHealth {
 // Jenkins error page or a long tree= URL must not make a 2 KB line.
 const maxErrorText = 300
 
-// shortError is err's text cut to maxErrorText bytes on a rune boundary.
+// userinfoPassword matches the password of a URL's user info,
+// scheme://user:PASSWORD@host, which a master's URL may carry.
+var userinfoPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@`)
+
+// shortError is err's text with URL passwords hidden (before the cut, so
+// that no cut can leave half a password unrecognized), cut to
+// maxErrorText bytes on a rune boundary.
 func shortError(err error) string {
 	if err == nil {
 		return ""
 	}
-	s := strings.Join(strings.Fields(err.Error()), " ")
+	s := userinfoPassword.ReplaceAllString(err.Error(), "${1}:xxxxx@")
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) <= maxErrorText {
 		return s
 	}
@@ -200,7 +208,7 @@ func (b *Bridge) Fleet() gearbridge.Fleet {
 
 func (m *master) status(now time.Time, byURL map[string]*gearbridge.BuildStatus) gearbridge.MasterStatus {
 	h := m.health.read()
-	ms := gearbridge.MasterStatus{Name: m.cfg.Name, URL: m.cfg.URL, Up: h.up, LastError: h.lastError, LatencyMS: m.jc.latency().Seconds() * 1000, Nodes: []gearbridge.NodeStatus{}}
+	ms := gearbridge.MasterStatus{Name: m.cfg.Name, URL: m.cfg.base.Redacted(), Up: h.up, LastError: h.lastError, LatencyMS: m.jc.latency().Seconds() * 1000, Nodes: []gearbridge.NodeStatus{}}
 	if !h.lastSuccess.IsZero() {
 		ms.LastSuccess = &h.lastSuccess
 	}

@@ -207,3 +207,22 @@ func TestBridgeLogCutsErrors(t *testing.T) {
 		t.Fatalf("%d bytes: %s", len(line), line)
 	}
 }
+
+// A password in a master's URL never reaches the page, /readyz or a log
+// line, even when the cut falls inside it.
+func TestShortErrorHidesURLPasswords(t *testing.T) {
+	for _, pad := range []int{0, maxErrorText - 30, maxErrorText - 10} {
+		err := fmt.Errorf("%s Get \"https://gearbridge:s3cr3t-t0ken@jenkins.example.org/api/json\": EOF", strings.Repeat("x", pad))
+		if s := shortError(err); strings.Contains(s, "s3cr3t") || strings.Contains(s, "s3cr") {
+			t.Errorf("pad %d: %s", pad, s)
+		}
+	}
+	cfg, err := ParseConfig([]byte("masters:\n  - name: m\n    url: https://gb:s3cr3t@jenkins.example.org/\n"), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New(cfg, Options{Embedded: "127.0.0.1:1"})
+	if u := b.Fleet().Masters[0].URL; strings.Contains(u, "s3cr3t") || !strings.Contains(u, "jenkins.example.org") {
+		t.Fatalf("master URL on the page: %s", u)
+	}
+}

@@ -217,6 +217,14 @@ func TestReadyz(t *testing.T) {
 	if code, body := get(t, h, "/readyz"); code != 200 {
 		t.Fatalf("readyz after the store recovered: %d %s", code, body)
 	}
+	// Like /healthz, /readyz needs no token: probes seldom carry one.
+	guarded := s.HTTPHandler(HTTPOptions{Token: "secret"})
+	if code, body := get(t, guarded, "/readyz"); code != 200 {
+		t.Fatalf("readyz behind a token: %d %s", code, body)
+	}
+	if code, _ := get(t, guarded, "/api/status"); code != http.StatusUnauthorized {
+		t.Fatalf("api/status without the token: %d", code)
+	}
 }
 
 // serving waits for one round trip, so that the test's cleanup does not

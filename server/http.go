@@ -78,8 +78,8 @@ func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
 	return s.HTTPHandler(HTTPOptions{Backup: backup})
 }
 
-// HTTPHandler returns the HTTP handler: /metrics and /healthz, open to
-// all; /api/status, a status page at /, /backup and (with Pprof)
+// HTTPHandler returns the HTTP handler: /metrics, /healthz and /readyz,
+// open to all; /api/status, a status page at /, /backup and (with Pprof)
 // /debug/pprof, which need the token when one is set.
 func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 	backup := opts.Backup
@@ -90,13 +90,14 @@ func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	// Probes seldom carry tokens; the reasons name no more than /metrics.
+	open.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(s.status())
 	})
-	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	// Profiles, for operators chasing a slow server: off unless asked for
 	// (--pprof), since they show the server's memory.
