@@ -33,10 +33,18 @@ func (s *Server) SetFleet(fleet func() gearbridge.Fleet) {
 }
 
 // AddReadyCheck adds a check to /readyz: while check returns an error,
-// /readyz answers 503 with the error as the reason. Checks must be quick.
+// /readyz answers 503 with the error as the reason. A check of the same
+// name is replaced (a reloaded bridge brings its own). Checks must be
+// quick.
 func (s *Server) AddReadyCheck(name string, check func() error) {
 	s.ops.mu.Lock()
 	defer s.ops.mu.Unlock()
+	for i := range s.ops.checks {
+		if s.ops.checks[i].name == name {
+			s.ops.checks[i].check = check
+			return
+		}
+	}
 	s.ops.checks = append(s.ops.checks, readyCheck{name, check})
 }
 

@@ -211,6 +211,12 @@ func TestReadyz(t *testing.T) {
 	if code, _ := get(t, h, "/healthz"); code != 200 {
 		t.Fatalf("healthz: %d", code)
 	}
+	// A check added again under its name replaces the old one.
+	s.AddReadyCheck("jenkins", func() error { return errors.New("Jenkins master m unreachable") })
+	if _, body := get(t, h, "/readyz"); json.Unmarshal([]byte(body), &rd) != nil || len(rd.Reasons) != 2 {
+		t.Fatalf("readyz with two failing checks: %s", body)
+	}
+	s.AddReadyCheck("jenkins", func() error { return nil })
 	mu.Lock()
 	storeErr = nil
 	mu.Unlock()
