@@ -49,6 +49,7 @@ type Bridge struct {
 	leaving map[*master]bool // removed or replaced, finishing their builds
 	ctx     context.Context  // Run's; nil before Run
 	wg      sync.WaitGroup   // every running master
+	builds  buildTracker     // status.go
 }
 
 // New prepares a bridge; Run starts it.
@@ -61,7 +62,7 @@ func New(cfg *Config, opts Options) *Bridge {
 		gearTLS:  cfg.Gearman.tls,
 		embedded: opts.Embedded,
 		refs:     opts.Refs,
-		log:      opts.Logger.With("component", "bridge"),
+		log:      slog.New(shortErrors{opts.Logger.Handler()}).With("component", "bridge"),
 		metrics:  newMetrics(opts.Registry),
 		masters:  map[string]*master{},
 		leaving:  map[*master]bool{},

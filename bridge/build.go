@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gearbridge/gearbridge"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -77,8 +78,17 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 	defer func() { r.claimGate.finished(r.claim) }()
 	defer r.endSingleUse(ctx) // before the claim ends: the node never opens in between
 	defer r.releaseItem()
+	w.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) {
+		st.Master, st.Function, st.Handle, st.Worker = w.m.cfg.Name, job.function, job.handle, w.id
+	})
 	err := r.run(ctx)
 	var fail *jobFailure
+	// A job cut short by a shutdown did not end: the next start re-attaches.
+	ended := err == nil || ctx.Err() == nil && errors.As(err, &fail)
+	if fail != nil {
+		w.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) { st.Error = shortError(fail) })
+	}
+	w.m.bridge.builds.end(r, ended)
 	switch {
 	case err == nil:
 		return nil
@@ -88,7 +98,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 		// that the shutdown cut short is not the job's failure.)
 		return ctx.Err()
 	case errors.As(err, &fail):
-		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", fail.reason)
+		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", shortError(fail))
 		w.m.metrics.failures.Inc()
 		w.m.forgetRef(r.refKey)
 		return conn.sendString(protocol.WorkException, job.handle, fail.reason)
@@ -123,6 +133,26 @@ type buildRun struct {
 
 	claimedItem int64   // the queue item this job alone follows (claimItem)
 	claimedOn   *master // whose queue item it is
+
+	started time.Time // when Jenkins started the build
+}
+
+// startedOn logs the build's start and shows it running on the status
+// page.
+func (r *buildRun) startedOn(b buildJSON, url string) {
+	r.started = time.Now()
+	if b.Timestamp > 0 {
+		r.started = time.UnixMilli(b.Timestamp)
+	}
+	node := b.BuiltOn
+	if node == "" {
+		node = "built-in"
+	}
+	r.w.log.Info("build started", "handle", r.job.handle, "project", r.ref.Project, "number", r.ref.Number, "url", url, "node", node)
+	started := r.started
+	r.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) {
+		st.State, st.Started, st.Node, st.Number, st.URL = "running", &started, node, r.ref.Number, url
+	})
 }
 
 // answered ends an outage: any answer from Jenkins shows it reachable,
@@ -186,6 +216,7 @@ func (r *buildRun) run(ctx context.Context) error {
 			return err
 		}
 	}
+	r.tracked()
 	if r.proj.pipeline {
 		r.claimGate.flyweight(r.claim)
 	}
@@ -307,6 +338,14 @@ func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post
 func (r *buildRun) follows(ref buildRef) {
 	r.ref = ref
 	r.m.saveRef(r.refKey, r.ref)
+	r.w.log.Info("build triggered", "handle", r.job.handle, "function", r.job.function, "project", ref.Project, "queue_item", ref.QueueID)
+}
+
+// tracked shows the build the job follows on the status page.
+func (r *buildRun) tracked() {
+	r.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) {
+		st.Master, st.Project, st.Number, st.URL = r.m.cfg.Name, r.ref.Project, r.ref.Number, r.ref.URL
+	})
 }
 
 // mayHaveQueued reports whether a trigger that failed with err may still
@@ -572,6 +611,7 @@ func (r *buildRun) follow(ctx context.Context) error {
 				}
 				r.moveClaim(b.BuiltOn, data.URL)
 				r.ranOn(ctx, b.BuiltOn)
+				r.startedOn(b, data.URL)
 				if err := r.sendJSON(protocol.WorkData, data); err != nil {
 					return err
 				}
@@ -628,7 +668,9 @@ func (r *buildRun) complete(ctx context.Context, data buildData, result, builtOn
 	if err := r.sendJSON(protocol.WorkComplete, data); err != nil {
 		return err
 	}
-	r.m.metrics.completed.WithLabelValues(result).Inc()
+	r.m.metrics.completed.WithLabelValues(r.m.cfg.Name, result).Inc()
+	r.m.bridge.builds.update(r, func(st *gearbridge.BuildStatus) { st.Result = result })
+	r.w.log.Info("build finished", "handle", r.job.handle, "project", r.ref.Project, "number", data.Number, "url", data.URL, "result", result, "duration", time.Since(r.started).Round(time.Millisecond).String())
 	r.m.forgetRef(r.refKey)
 	return nil
 }

@@ -33,6 +33,44 @@ type jenkins struct {
 	crumb      string
 
 	requests atomic.Uint64
+
+	latencyMu sync.Mutex
+	avgRTT    time.Duration // moving average of request round trips
+}
+
+// latency is the recent mean round trip of a request, for the status page.
+func (j *jenkins) latency() time.Duration {
+	j.latencyMu.Lock()
+	defer j.latencyMu.Unlock()
+	return j.avgRTT
+}
+
+func (j *jenkins) observe(rtt time.Duration) {
+	j.latencyMu.Lock()
+	defer j.latencyMu.Unlock()
+	if j.avgRTT == 0 {
+		j.avgRTT = rtt
+		return
+	}
+	j.avgRTT += (rtt - j.avgRTT) / 5
+}
+
+// errBadJSON marks an answer that is not the JSON asked for.
+var errBadJSON = errors.New("bad JSON")
+
+// isTimeout reports a request that ran out of time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// shortURL is target for error messages: without the query, whose tree=
+// filters run to hundreds of characters.
+func shortURL(target string) string {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
 }
 
 func newJenkins(m *MasterConfig) *jenkins {
@@ -124,7 +162,7 @@ func (j *jenkins) do(ctx context.Context, method, path string, query url.Values,
 		return nil, nil, err
 	}
 	if resp.StatusCode >= 400 {
-		return resp, body, &httpError{Method: method, URL: target, Status: resp.StatusCode, Body: string(body)}
+		return resp, body, &httpError{Method: method, URL: shortURL(target), Status: resp.StatusCode, Body: string(body)}
 	}
 	return resp, body, nil
 }
@@ -152,15 +190,24 @@ func (j *jenkins) send(ctx context.Context, method, target string, form url.Valu
 		j.crumbMu.Unlock()
 	}
 	j.requests.Add(1)
+	began := time.Now()
 	resp, err := j.hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, target, err)
+		// url.Error names the method and URL already; without the query,
+		// whose tree= filters run to hundreds of characters.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = shortURL(ue.URL)
+			return nil, nil, ue
+		}
+		return nil, nil, fmt.Errorf("%s %s: %w", method, shortURL(target), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, target, err)
+		return nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, shortURL(target), err)
 	}
+	j.observe(time.Since(began))
 	return resp, body, nil
 }
 
@@ -175,7 +222,7 @@ func (j *jenkins) fetchCrumb(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return &httpError{Method: http.MethodGet, URL: target, Status: resp.StatusCode, Body: string(body)}
+		return &httpError{Method: http.MethodGet, URL: shortURL(target), Status: resp.StatusCode, Body: string(body)}
 	}
 	if err := json.Unmarshal(body, &c); err != nil || c.Crumb == "" {
 		return fmt.Errorf("GET %s: no crumb in the answer", target)
@@ -197,7 +244,7 @@ func (j *jenkins) getJSON(ctx context.Context, path, tree string, out any) error
 		return err
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: bad JSON: %w", j.resolve(path, nil), err)
+		return fmt.Errorf("GET %s: %w: %v", j.resolve(path, nil), errBadJSON, err)
 	}
 	return nil
 }

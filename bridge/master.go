@@ -22,6 +22,7 @@ type master struct {
 	jc      *jenkins
 	log     *slog.Logger
 	metrics *metrics
+	health  masterHealth // status.go
 
 	mu      sync.Mutex
 	snap    *snapshot
@@ -49,6 +50,7 @@ type master struct {
 
 func newMaster(b *Bridge, cfg MasterConfig, servers []string, gearTLS *tls.Config) *master {
 	return &master{
+		health:  masterHealth{downSince: time.Now()}, // down until it answers
 		cfg:     cfg,
 		bridge:  b,
 		servers: servers,
@@ -151,6 +153,12 @@ func (m *master) run(ctx context.Context) {
 func (m *master) pollOnce(ctx context.Context) error {
 	snap, err := poll(ctx, m.jc, &m.legacy, m.log)
 	m.metrics.polls.WithLabelValues(m.cfg.Name).Inc()
+	if ctx.Err() == nil {
+		m.health.polled(err, time.Now())
+		if err != nil {
+			m.metrics.pollErrors.WithLabelValues(m.cfg.Name, pollErrorReason(err)).Inc()
+		}
+	}
 	if err == nil && !m.isDraining() {
 		m.scanRunning(ctx, snap)
 	}

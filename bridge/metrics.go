@@ -10,6 +10,8 @@ type metrics struct {
 	failures  prometheus.Counter
 	reg       prometheus.Registerer
 
+	pollErrors *prometheus.CounterVec
+
 	// paramsDropped counts job parameters a rest trigger could not pass.
 	paramsDropped *prometheus.CounterVec
 }
@@ -27,8 +29,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gearbridge_bridge_builds_triggered_total", Help: "Builds the bridge asked Jenkins for.",
 		}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gearbridge_bridge_builds_completed_total", Help: "Builds reported with WORK_COMPLETE, by result.",
-		}, []string{"result"}),
+			Name: "gearbridge_bridge_builds_completed_total", Help: "Builds reported with WORK_COMPLETE, by master and result.",
+		}, []string{"master", "result"}),
+		pollErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gearbridge_bridge_poll_errors_total", Help: "Failed polls of each Jenkins master, by reason: unauthorized, forbidden, not_found, http_error, server_error, timeout, network, bad_response, other.",
+		}, []string{"master", "reason"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gearbridge_bridge_builds_failed_to_run_total", Help: "Jobs ended with WORK_EXCEPTION because the build could not start or finish.",
 		}),
@@ -43,7 +48,8 @@ func (m *metrics) watch(b *Bridge) {
 	if m.reg == nil {
 		return
 	}
-	m.reg.MustRegister(m.polls, m.workers, m.triggers, m.completed, m.failures, m.paramsDropped, requestCollector{b})
+	m.reg.MustRegister(m.polls, m.workers, m.triggers, m.completed, m.failures, m.paramsDropped, requestCollector{b},
+		m.pollErrors, healthCollector{b})
 }
 
 type requestCollector struct{ b *Bridge }
@@ -68,5 +74,36 @@ func (c requestCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, n := range total {
 		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), name)
+	}
+}
+
+// healthCollector reads each master's health and builds at scrape time.
+type healthCollector struct{ b *Bridge }
+
+var (
+	masterUpDesc    = prometheus.NewDesc("gearbridge_bridge_master_up", "1 if the last poll of the Jenkins master succeeded, else 0.", []string{"master"}, nil)
+	lastSuccessDesc = prometheus.NewDesc("gearbridge_bridge_master_last_success_timestamp_seconds", "Unix time of the last successful poll of the Jenkins master (0: none yet).", []string{"master"}, nil)
+	inFlightDesc    = prometheus.NewDesc("gearbridge_bridge_builds_in_flight", "Builds the bridge has triggered on the Jenkins master and not yet seen end.", []string{"master"}, nil)
+)
+
+func (c healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- masterUpDesc
+	ch <- lastSuccessDesc
+	ch <- inFlightDesc
+}
+
+func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.b.masterList() {
+		h := m.health.read()
+		up, last := 0.0, 0.0
+		if h.up {
+			up = 1
+		}
+		if !h.lastSuccess.IsZero() {
+			last = float64(h.lastSuccess.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(masterUpDesc, prometheus.GaugeValue, up, m.cfg.Name)
+		ch <- prometheus.MustNewConstMetric(lastSuccessDesc, prometheus.GaugeValue, last, m.cfg.Name)
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(c.b.builds.inFlightOn(m.cfg.Name)), m.cfg.Name)
 	}
 }

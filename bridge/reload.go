@@ -6,6 +6,8 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ReloadResult says what a Reload changed, by master name.
@@ -106,6 +108,7 @@ func (b *Bridge) retired(m *master) {
 	}
 	b.metrics.polls.DeleteLabelValues(name)
 	b.metrics.workers.DeleteLabelValues(name)
+	b.metrics.pollErrors.DeletePartialMatch(prometheus.Labels{"master": name})
 }
 
 // equal reports whether two checked master configurations would run the

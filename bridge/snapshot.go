@@ -39,6 +39,17 @@ type nodeInfo struct {
 	// tempOffline: taken offline by a user or by us; a disconnected agent
 	// is offline but not temporarily offline.
 	tempOffline bool
+
+	// For the status page: each executor's build ("" URL when idle), and
+	// why the node is offline.
+	slots         []slot
+	offlineReason string
+}
+
+// slot is one executor as the last poll saw it.
+type slot struct {
+	url     string    // the build it runs, "" when idle
+	started time.Time // the build's start, when Jenkins said
 }
 
 // labelList is the node's labels, sorted, for WORK_DATA's node_labels.
@@ -141,6 +152,7 @@ type (
 			DisplayName        string     `json:"displayName"`
 			Offline            bool       `json:"offline"`
 			TemporarilyOffline bool       `json:"temporarilyOffline"`
+			OfflineCauseReason string     `json:"offlineCauseReason"`
 			NumExecutors       int        `json:"numExecutors"`
 			AssignedLabels     []nameJSON `json:"assignedLabels"`
 			Executors          []execJSON `json:"executors"`
@@ -150,7 +162,8 @@ type (
 	execJSON struct {
 		Idle              bool `json:"idle"`
 		CurrentExecutable *struct {
-			URL string `json:"url"`
+			URL       string `json:"url"`
+			Timestamp int64  `json:"timestamp"` // start, Unix ms
 		} `json:"currentExecutable"`
 	}
 	labelNodesJSON struct {
@@ -165,7 +178,7 @@ const (
 	itemFields = "_class,name,fullName,buildable,disabled,color,labelExpression,property[parameterDefinitions[_class,name]]"
 	// Folders nest their items in "jobs"; four levels cover real setups.
 	rootTree     = "quietingDown,jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + ",jobs[" + itemFields + "]]]]"
-	computerTree = "computer[_class,displayName,offline,temporarilyOffline,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url]]]"
+	computerTree = "computer[_class,displayName,offline,temporarilyOffline,offlineCauseReason,numExecutors,assignedLabels[name],executors[idle,currentExecutable[url,timestamp]]]"
 	// A label no node carries, negated, matches every node: one request
 	// gives every node's mode.
 	allNodesLabel = "!gearbridge-matches-no-node"
@@ -216,6 +229,7 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 			busyURLs:  map[string]bool{},
 		}
 		n.tempOffline = c.TemporarilyOffline
+		n.offlineReason = c.OfflineCauseReason
 		builtIn := strings.HasSuffix(c.Class, "$MasterComputer")
 		if builtIn {
 			n.name = ""
@@ -262,6 +276,16 @@ func poll(ctx context.Context, jc *jenkins, legacy *legacyCache, log *slog.Logge
 					n.idle++
 				}
 			}
+		}
+		for _, e := range c.Executors {
+			var sl slot
+			if ce := e.CurrentExecutable; ce != nil {
+				sl.url = ce.URL
+				if ce.Timestamp > 0 {
+					sl.started = time.UnixMilli(ce.Timestamp)
+				}
+			}
+			n.slots = append(n.slots, sl)
 		}
 		s.nodes[n.name] = n
 	}

@@ -33,6 +33,7 @@ type bridgeRig struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	reg     *prometheus.Registry // the running bridge's metrics
+	bridge  *bridge.Bridge       // the running bridge
 	logs    lockedBuffer         // the bridge's warnings and errors
 }
 
@@ -104,6 +105,7 @@ func (r *bridgeRig) startBridge(masters ...rigMaster) {
 	}
 	r.reg = prometheus.NewRegistry()
 	b := bridge.New(bc, bridge.Options{Embedded: r.addr, Refs: r.store, Logger: logger, Registry: r.reg})
+	r.bridge = b
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
 	go func() {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 
 	"github.com/gearbridge/gearbridge"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,6 +17,8 @@ type Status struct {
 	Version   string           `json:"version"`
 	Functions []FunctionStatus `json:"functions"`
 	Workers   []WorkerStatus   `json:"workers"`
+	// Bridge is the Jenkins bridge's view, when one runs (SetFleet).
+	Bridge *gearbridge.Fleet `json:"bridge,omitempty"`
 }
 
 // FunctionStatus is one function's line of `status` and `prioritystatus`.
@@ -29,6 +30,9 @@ type FunctionStatus struct {
 	High    int    `json:"queued_high"`
 	Normal  int    `json:"queued_normal"`
 	Low     int    `json:"queued_low"`
+	// OldestQueuedSeconds is how long the job at the head of the queue
+	// has waited for a worker (0 when none waits).
+	OldestQueuedSeconds float64 `json:"oldest_queued_seconds"`
 }
 
 // WorkerStatus is one connection's line of `workers`.
@@ -49,6 +53,7 @@ func (s *Server) Snapshot() Status {
 		st.Functions = append(st.Functions, FunctionStatus{
 			Name: f.name, Total: f.total(), Running: f.running, Workers: len(f.workers),
 			High: q[gearbridge.PriorityHigh], Normal: q[gearbridge.PriorityNormal], Low: q[gearbridge.PriorityLow],
+			OldestQueuedSeconds: f.oldestQueued(s.cfg.Now()).Seconds(),
 		})
 	}
 	st.Workers = s.workerList()
@@ -73,8 +78,8 @@ func (s *Server) Handler(backup gearbridge.Backuper) http.Handler {
 	return s.HTTPHandler(HTTPOptions{Backup: backup})
 }
 
-// HTTPHandler returns the HTTP handler: /metrics and /healthz, open to
-// all; /api/status, a status page at /, /backup and (with Pprof)
+// HTTPHandler returns the HTTP handler: /metrics, /healthz and /readyz,
+// open to all; /api/status, a status page at /, /backup and (with Pprof)
 // /debug/pprof, which need the token when one is set.
 func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 	backup := opts.Backup
@@ -85,11 +90,13 @@ func (s *Server) HTTPHandler(opts HTTPOptions) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	// Probes seldom carry tokens; the reasons name no more than /metrics.
+	open.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(s.Snapshot())
+		enc.Encode(s.status())
 	})
 	mux.HandleFunc("GET /{$}", s.statusPage)
 	// Profiles, for operators chasing a slow server: off unless asked for
@@ -137,19 +144,4 @@ func requireToken(token string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
-	st := s.Snapshot()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, "<!doctype html><title>gearbridge</title><h1>gearbridge %s</h1>\n", htmlEscape(st.Version))
-	fmt.Fprint(w, "<table border=1 cellpadding=4><tr><th>function<th>total<th>running<th>workers<th>high<th>normal<th>low\n")
-	for _, f := range st.Functions {
-		fmt.Fprintf(w, "<tr><td>%s<td>%d<td>%d<td>%d<td>%d<td>%d<td>%d\n", htmlEscape(f.Name), f.Total, f.Running, f.Workers, f.High, f.Normal, f.Low)
-	}
-	fmt.Fprintf(w, "</table><p>%d connections. <a href=/api/status>JSON</a> · <a href=/metrics>metrics</a></p>\n", len(st.Workers))
-}
-
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }

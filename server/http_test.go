@@ -71,7 +71,7 @@ func TestHTTPMetricsStatusAndHealth(t *testing.T) {
 	if code, _ := get(t, hh, "/backup"); code != http.StatusNotFound {
 		t.Fatalf("backup without a durable store: %d", code)
 	}
-	if code, body := get(t, hh, "/"); code != 200 || !strings.Contains(body, "<td>f<td>1") {
+	if code, body := get(t, hh, "/"); code != 200 || !strings.Contains(body, `<tr class="function" data-function="f"`) {
 		t.Fatalf("status page %d %q", code, body)
 	}
 }

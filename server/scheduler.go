@@ -45,6 +45,7 @@ func (s *Server) enqueue(j *job) {
 	j.state = stateQueued
 	s.queueSeq++
 	j.queueSeq = s.queueSeq
+	j.queuedAt = s.cfg.Now()
 	j.fn.queues[j.Priority].pushBack(j)
 	if !s.assignHeld(j) {
 		s.wakeOne(j.fn)

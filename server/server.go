@@ -88,6 +88,7 @@ type Server struct {
 	volatile bool
 	metrics  *metrics
 	buf      *buffers
+	ops      operatorView // the bridge's status and readiness checks (fleet.go)
 
 	mu        sync.Mutex
 	functions map[string]*function

@@ -53,6 +53,7 @@ type job struct {
 
 	queueSeq  uint64 // enqueue order: oldest first within a priority
 	submitted time.Time
+	queuedAt  time.Time // when it last joined its priority list (status page)
 
 	// intrusive links
 	prev, next *job

@@ -89,7 +89,8 @@ type DB struct {
 	damage     *metaDamage   // a damaged meta page found at Open, or nil
 	retryDelay time.Duration // writer goroutine only
 
-	stats counters
+	stats  counters
+	health commitHealth // the last commit's outcome, for readiness (health.go)
 }
 
 var (

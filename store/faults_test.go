@@ -362,3 +362,31 @@ func TestOpen_RandomDamage(t *testing.T) {
 	t.Logf("%d damaged files: %d refused by Open, %d by Check, %d by Restore",
 		iterations, refused, checkFailed, restoreFailed)
 }
+
+// CommitError says the store cannot commit while Adds fail, and clears
+// once a probe commit succeeds again, with no job submitted meanwhile.
+func TestDB_CommitErrorWhileFull(t *testing.T) {
+	opts := testOptions
+	opts.MaxSize = 1 << 20
+	s := mustOpen(t, tempPath(t), opts)
+	if err := s.CommitError(); err != nil {
+		t.Fatalf("fresh store: CommitError = %v", err)
+	}
+	big := bytes.Repeat([]byte{'x'}, 16<<10)
+	var ids []uint64
+	for id := uint64(1); ; id++ {
+		j := testJob(id)
+		j.Payload = big
+		if addWait(s, j) != nil {
+			break
+		}
+		ids = append(ids, id)
+	}
+	if err := s.CommitError(); err == nil || !strings.Contains(err.Error(), "commits failing since") {
+		t.Fatalf("full store: CommitError = %v", err)
+	}
+	for _, id := range ids {
+		s.Remove(id)
+	}
+	waitFor(t, "a probe to find the store writable", func() bool { return s.CommitError() == nil })
+}

@@ -28,6 +28,7 @@ const (
 	opRemove                 // delete a record and its build ref (lazy)
 	opBuildRef               // put a build ref
 	opFail                   // report err to done, in order
+	opProbe                  // a small write that tests whether commits work again (health.go)
 )
 
 // lazy ops have no caller waiting: they ride on the next commit.
@@ -164,6 +165,7 @@ func (s *DB) commit(batch []op, closing bool) (backoff bool) {
 		return false
 	}
 	s.stats.failedCommits.Add(1)
+	s.commitFailed(err)
 	s.log.Error("commit failed", "ops", len(batch), "err", err)
 	for i := range batch {
 		if !batch[i].kind.lazy() && batch[i].kind != opFail {
@@ -178,6 +180,7 @@ func (s *DB) committed(batch []op, maxID uint64) {
 	s.lastID = max(s.lastID, maxID)
 	s.retryDelay = 0
 	s.stats.commits.Add(1)
+	s.commitWorked(batch)
 	var added, removed, attempts uint64
 	for i := range batch {
 		switch batch[i].kind {
@@ -280,6 +283,8 @@ func (s *DB) apply(tx *bolt.Tx, batch []op) (maxID uint64, err error) {
 			if err := jobs.Delete(k); err != nil {
 				return 0, fmt.Errorf("remove job %d: %w", o.id, err)
 			}
+		case opProbe:
+			o.err = probeWrite(tx) // its own failure only: the batch's jobs may still fit
 		case opBuildRef:
 			if len(o.val) == 0 {
 				// An empty ref deletes: the bridge forgets a finished build.

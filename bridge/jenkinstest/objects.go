@@ -392,7 +392,7 @@ func (e *Emulator) computerObj(n *node) *object {
 		var cur any
 		progress := -1
 		if b != nil {
-			cur = obj(b.class(), pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()))
+			cur = obj(b.class(), pv("number", 2, b.number), pv("url", 2, e.rootURL+b.path()), pv("timestamp", 2, b.start.UnixMilli()))
 			if est := b.job.estimatedDuration(); est > 0 {
 				progress = min(99, int(e.Clock.Now().Sub(b.start).Milliseconds()*100/est))
 			}

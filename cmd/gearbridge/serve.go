@@ -61,7 +61,8 @@ type serveFlags struct {
 	sslKey            string
 	sslCAFile         string
 	gearmandCompat
-	gearmandSeen []*gearmandOption // gearmand's other options given (see gearmand.go)
+	gearmandSeen      []*gearmandOption // gearmand's other options given (see gearmand.go)
+	readyMasterOutage time.Duration
 }
 
 // serveFlagSet defines the server's flags on f. It is the one list of
@@ -97,6 +98,7 @@ func serveFlagSet(f *serveFlags) *flag.FlagSet {
 	fs.DurationVar(&f.grabHold, "grab-hold", 0, "keep a GRAB that finds no job open this long for a job to arrive (0: answer NO_JOB at once, as gearmand; see README before turning it on)")
 	fs.IntVar(&f.eventLoops, "event-loops", 1, "how many event loops (threads) share the connections")
 	fs.DurationVar(&f.busyPoll, "busy-poll", 100*time.Microsecond, "under load, how long an event loop polls for the next request before it sleeps (0: never)")
+	fs.DurationVar(&f.readyMasterOutage, "readyz-master-outage", defaultReadyMasterOutage, "/readyz answers 503 once a configured Jenkins master has been unreachable this long (0: masters never make it fail)")
 	fs.BoolVar(&f.eventLoop, "event-loop", runtime.GOOS == "linux", "serve connections from epoll event loops (Linux; see --event-loops) instead of goroutines per connection")
 	fs.StringVar(&f.httpTokenFile, "http-token-file", "", "file holding the bearer token that HTTP needs for everything but /healthz and /metrics")
 	fs.StringVar(&f.httpTLSCert, "http-tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --http-tls-key")
@@ -159,6 +161,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		return nil, usageError{fmt.Errorf("--event-loops must be at least 1")}
 	case f.eventLoops > 1 && !f.eventLoop:
 		return nil, usageError{fmt.Errorf("--event-loops needs the event loop (--event-loop, on Linux)")}
+	case f.readyMasterOutage < 0:
+		return nil, usageError{fmt.Errorf("--readyz-master-outage must not be negative")}
 	case f.maxConnections < 0:
 		return nil, usageError{fmt.Errorf("--max-connections must not be negative")}
 	}
@@ -319,6 +323,7 @@ func runServe(args []string) error {
 	}
 	if db, ok := st.(*store.DB); ok {
 		srv.Registry().MustRegister(storeCollector{db})
+		srv.AddReadyCheck("store", db.CommitError)
 	}
 
 	addr := net.JoinHostPort(f.listen, strconv.Itoa(f.port))
@@ -417,6 +422,7 @@ func runServe(args []string) error {
 			Registry: srv.Registry(),
 		})
 		hup.bridge = b
+		showBridge(srv, b, f.readyMasterOutage)
 		go func() {
 			defer close(bridgeDone)
 			b.Run(bridgeCtx)
