@@ -79,7 +79,55 @@ demo: build
 	echo "Status: gearadmin -p $(DEMO_PORT) --status    Stop: Ctrl-C"; echo; \
 	wait $$gb
 
-.PHONY: run build test bench lint fuzz soak demo screenshot clean deb dist
+# make screenshot: docs/status.png, the picture in the README. Headless
+# Chromium (apt-get install chromium) reads the status page of gearbridge
+# bridging three emulated Jenkins masters, one of them down
+# (TestStatusPage_InHeadlessChromium in integration/).
+screenshot:
+	CI=true GB_SCREENSHOT=$(CURDIR)/docs/status.png $(GO) test -count=1 -run TestStatusPage_InHeadlessChromium ./integration
+
+# Packaging. The version is gearbridge.Version; nfpm is pinned here and
+# fetched through the module proxy (its own go.sum pins its dependencies).
+VERSION     := $(shell sed -n 's/^var Version = "\(.*\)"$$/\1/p' gearbridge.go)
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DIST_ARCHES ?= amd64 arm64
+# Reproducible packages and archives: every file dated at the last commit.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+# build/<arch>/: a static, stripped linux binary and the man page written
+# by the host's binary from the same flag definitions.
+build/%/gearbridge: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags='-s -w' -o $@ ./cmd/gearbridge
+build/%/gearbridge.1.gz: FORCE
+	@mkdir -p $(@D)
+	$(GO) build -o build/host/gearbridge ./cmd/gearbridge
+	build/host/gearbridge man > $(@D)/gearbridge.1
+	gzip -9nf $(@D)/gearbridge.1
+build/THIRD_PARTY_LICENSES: FORCE
+	@mkdir -p build
+	packaging/third-party-licenses.sh > $@
+FORCE:
+
+# make deb: dist/gearbridge_<version>_<arch>.deb (DEB_ARCH=arm64 for arm64);
+# packaging/test-deb.sh installs, runs and purges it.
+deb: build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES
+	@mkdir -p dist build/deb
+	cp build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES build/deb/
+	VERSION=$(VERSION) GOARCH=$(DEB_ARCH) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb \
+	  --target dist/gearbridge_$(VERSION)_$(DEB_ARCH).deb
+
+# make dist: dist/gearbridge-<version>-linux-<arch>.tar.gz for each of
+# DIST_ARCHES, and their sums in dist/SHA256SUMS (check: sha256sum -c).
+dist: $(foreach a,$(DIST_ARCHES),build/$(a)/gearbridge build/$(a)/gearbridge.1.gz) build/THIRD_PARTY_LICENSES
+	@set -e; mkdir -p dist; rm -f dist/SHA256SUMS; for a in $(DIST_ARCHES); do \
+	  name=gearbridge-$(VERSION)-linux-$$a; stage=build/stage/$$name; rm -rf $$stage; mkdir -p $$stage; \
+	  cp build/$$a/gearbridge build/$$a/gearbridge.1.gz build/THIRD_PARTY_LICENSES LICENSE CHANGELOG.md README.md $$stage/; \
+	  cp packaging/gearbridge.service packaging/gearbridge.yaml packaging/logrotate $$stage/; \
+	  tar -C build/stage --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
+	    -cf dist/$$name.tar $$name; \
+	  gzip -9nf dist/$$name.tar; echo dist/$$name.tar.gz; \
+	done; cd dist && sha256sum $(foreach a,$(DIST_ARCHES),gearbridge-$(VERSION)-linux-$(a).tar.gz) > SHA256SUMS && cat SHA256SUMS
 
 clean:
 	rm -rf bin build dist
