@@ -26,6 +26,15 @@
 # BENCH_SCHED (cload's scheduling policy: batch,
 # the default, or other; see bench/cload/cload.c), GEARMAND (/usr/sbin/gearmand),
 # BENCH_GB_ARGS (extra flags for gearbridge serve, e.g. --grab-hold 10ms).
+#
+# BENCH_ONLY=scale is the many-core group (not in the default set): the
+# scenarios at 16 and 64 clients and 2,000 idle workers, gearbridge with 1
+# event loop and with SCALE_LOOPS (default: one per core) against gearmand
+# --threads=8 and --threads=16, with the clients' default scheduling (a
+# user's clients do not run under SCHED_BATCH), a scaling curve of the
+# 64+64 round trip over 1, 2, 4, 8 and 16 loops, and durable pipelined
+# submit against in-memory. Knobs: SCALE_JOBS (200000), SCALE_DURATION (3,
+# seconds per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +50,8 @@ SCHED=${BENCH_SCHED:-batch}
 
 # want GROUP: whether BENCH_ONLY (space-separated groups; empty: all)
 # selects GROUP.
-want() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
-groups="submit-bg drain roundtrip idle-workers durable bridge"
+want() { [[ -z ${BENCH_ONLY:-} && $1 != scale || " ${BENCH_ONLY:-} " == *" $1 "* ]]; }
+groups="submit-bg drain roundtrip idle-workers durable bridge scale"
 for g in ${BENCH_ONLY:-}; do
 	if [[ " $groups " != *" $g "* ]]; then
 		echo "bench: unknown BENCH_ONLY group '$g' (groups: $groups)" >&2
@@ -51,7 +60,7 @@ for g in ${BENCH_ONLY:-}; do
 done
 # Every group but the bridge runs servers against gearmand.
 servers=false
-for g in submit-bg drain roundtrip idle-workers durable; do
+for g in submit-bg drain roundtrip idle-workers durable scale; do
 	want "$g" && servers=true
 done
 
@@ -106,6 +115,17 @@ start() {
 			"$tmp/gearbridge" serve --listen 127.0.0.1 --port "$port" --http "127.0.0.1:$http" \
 				--durability "${kind#gb-}" --db "$tmp/gb.db" --log-file "$tmp/$kind.log" --verbose ERROR ${BENCH_GB_ARGS:-} &
 			metrics="http://127.0.0.1:$http/metrics"
+			;;
+		gb-none-loops-* | gb-sync-loops-*) # gb-none-loops-N: N event loops
+			local d=${kind#gb-}
+			"$tmp/gearbridge" serve --listen 127.0.0.1 --port "$port" --http "127.0.0.1:$http" \
+				--durability "${d%%-*}" --event-loops "${kind##*-}" --db "$tmp/gb.db" --log-file "$tmp/gb.log" \
+				--verbose ERROR ${BENCH_GB_ARGS:-} &
+			metrics="http://127.0.0.1:$http/metrics"
+			;;
+		gm-t[1-9]*) # gm-tN: gearmand --threads=N
+			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/gm.log" \
+				--pid-file="$tmp/gm.pid" --config-file=/dev/null --threads="${kind#gm-t}" &
 			;;
 		gm)
 			"$GEARMAND" --listen=127.0.0.1 --port="$port" --log-file="$tmp/$kind.log" \
@@ -248,6 +268,62 @@ if want durable; then
 	durable "durable background submit, 16 clients" submit-bg --clients 16 --jobs "$DURABLE_JOBS"
 	durable "durable pipelined submit, 1 connection" submit-pipelined --conns 1 --jobs "$DURABLE_JOBS"
 	durable "durable pipelined submit, 4 connections" submit-pipelined --conns 4 --jobs "$DURABLE_JOBS"
+fi
+
+# scale_pair TITLE SCENARIO ARGS...: the many-core comparison, once per
+# server: gearbridge with 1 and with SCALE_LOOPS event loops, gearmand with
+# 8 and 16 threads; the ratio is the better gearbridge over the better
+# gearmand.
+scale_pair() {
+	local title=$1
+	shift
+	echo "$title"
+	local k best_gb=0 best_gm=0 gb_line="" cells=()
+	for k in gb-none-loops-1 "gb-none-loops-$SCALE_LOOPS" gm-t8 gm-t16; do
+		run "$k" "$@"
+		local rate
+		rate=$(field "$line" jobs_per_s)
+		local cell noops
+		cell="$k $rate/s ($(field "$line" server_cpu_us_per_job) us/job"
+		noops=$(field "$line" noops_per_job)
+		[[ -n $noops ]] && cell+=", $noops NOOP/job"
+		cells+=("$cell)")
+		if [[ $k == gb-* ]]; then
+			(($(awk -v a="$rate" -v b="$best_gb" 'BEGIN{print (a > b)}'))) && best_gb=$rate
+		else
+			(($(awk -v a="$rate" -v b="$best_gm" 'BEGIN{print (a > b)}'))) && best_gm=$rate
+		fi
+	done
+	local s
+	s=$(printf '%-52s best gearbridge %s/s  best gearmand %s/s  ratio %s' "$title" "$best_gb" "$best_gm" "$(ratio "$best_gb" "$best_gm")")
+	s+=$(printf '\n%-52s %s' "" "$(printf '%s; ' "${cells[@]}")")
+	summary+=("$s")
+}
+
+if want scale; then
+	SCALE_LOOPS=${SCALE_LOOPS:-$(nproc)}
+	SCALE_JOBS=${SCALE_JOBS:-200000}
+	saved=("$SCHED" "$DURATION")
+	SCHED=other DURATION=${SCALE_DURATION:-3}s
+	echo "many-core group: $(nproc) CPUs, gearbridge 1 and $SCALE_LOOPS loops, gearmand -t8 and -t16, default scheduling"
+	summary+=("many-core group ($(nproc) CPUs, clients with default scheduling, one run per server, ${SCALE_JOBS} jobs or ${SCALE_DURATION:-3} s):")
+	CLIENT=cload scale_pair "background submit, 16 clients" submit-bg --clients 16 --jobs "$SCALE_JOBS"
+	CLIENT=loadgen scale_pair "background submit, 64 clients x 16 in flight" submit-pipelined --conns 64 --window 1024 --jobs "$SCALE_JOBS"
+	CLIENT=cload scale_pair "round trip, 16 clients + 16 workers" roundtrip --clients 16 --workers 16 --jobs "$SCALE_JOBS"
+	CLIENT=cload scale_pair "round trip, 64 clients + 64 workers" roundtrip --clients 64 --workers 64 --jobs "$SCALE_JOBS"
+	CLIENT=cload scale_pair "drain, 16 workers" drain --workers 16 --jobs "$SCALE_JOBS"
+	CLIENT=cload scale_pair "2,000 idle workers on 100 functions, 16 clients" idle-workers --idle 2000 --functions 100 --clients 16 --jobs "$SCALE_JOBS"
+	curve=""
+	for loops in 1 2 4 8 16; do
+		CLIENT=cload run "gb-none-loops-$loops" roundtrip --clients 64 --workers 64 --jobs "$SCALE_JOBS"
+		curve+="$loops: $(field "$line" jobs_per_s)/s ($(field "$line" server_cpu_us_per_job) us/job)  "
+	done
+	summary+=("$(printf '%-52s %s' "round trip 64+64 by event loops" "$curve")")
+	CLIENT=loadgen run "gb-sync-loops-$SCALE_LOOPS" submit-pipelined --conns 64 --window 1024 --jobs "$SCALE_JOBS"
+	sync=$(field "$line" jobs_per_s)
+	CLIENT=loadgen run "gb-none-loops-$SCALE_LOOPS" submit-pipelined --conns 64 --window 1024 --jobs "$SCALE_JOBS"
+	summary+=("$(printf '%-52s sync %s/s  none %s/s  sync/none %s' "durable pipelined submit, 64 x 16 in flight" "$sync" "$(field "$line" jobs_per_s)" "$(ratio "$sync" "$(field "$line" jobs_per_s)")")")
+	SCHED=${saved[0]} DURATION=${saved[1]}
 fi
 
 if $servers; then
