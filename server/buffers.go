@@ -59,7 +59,12 @@ func (b *buffers) added(total int64) {
 
 // hardLimit is where a reader is refused at once instead of waiting for the
 // governor to close someone.
-func (b *buffers) hardLimit() int64 { return b.limit + b.limit/4 }
+func (b *buffers) hardLimit() int64 { return b.limit }
+
+// target is where the governor brings the total back to: a quarter below
+// the limit, so that the garbage that buffers leave behind (a request's
+// buffer grows by copies, replies by appends) fits under the limit too.
+func (b *buffers) target() int64 { return b.limit - b.limit/4 }
 
 // inputBudget is a session's protocol.Budget for the payloads it reads.
 type inputBudget struct{ c *session }
@@ -199,7 +204,7 @@ func (s *Server) tighten() {
 		base := max(0, live-used)
 		b.userLimit = debug.SetMemoryLimit(-1)
 		b.tight = true
-		debug.SetMemoryLimit(min(b.userLimit, base+b.limit+32<<20))
+		debug.SetMemoryLimit(min(b.userLimit, base+b.limit))
 	case used < b.limit/4 && b.tight:
 		debug.SetMemoryLimit(b.userLimit)
 		b.tight = false
@@ -207,11 +212,20 @@ func (s *Server) tighten() {
 }
 
 // evictOverLimit closes the connections holding the most buffer memory
-// until the rest fits under the limit. Connections already closing count
+// until the rest fits under the target. Connections already closing count
 // as freed: their memory goes back when they are gone.
 func (s *Server) evictOverLimit() {
 	b := s.buf
-	for b.limit > 0 && b.used.Load() > b.limit {
+	evicted := false
+	defer func() {
+		if evicted && time.Since(b.lastFree) >= time.Second/4 {
+			// Collect the closed connections' buffers now, not at the
+			// collector's next turn: the process must stay near the limit.
+			b.lastFree = time.Now()
+			debug.FreeOSMemory()
+		}
+	}()
+	for b.limit > 0 && b.used.Load() > b.target() {
 		var victim *session
 		var most, closing int64
 		s.mu.Lock()
@@ -227,9 +241,10 @@ func (s *Server) evictOverLimit() {
 		}
 		s.mu.Unlock()
 		total := b.used.Load()
-		if victim == nil || total-closing <= b.limit {
+		if victim == nil || total-closing <= b.target() {
 			return
 		}
+		evicted = true
 		victim.outMu.Lock()
 		victim.bufEvicted = true
 		victim.outMu.Unlock()

@@ -145,23 +145,30 @@ func TestSilentWorkerWokenManyTimesInARow(t *testing.T) {
 	}
 }
 
-// A job given to a held GRAB whose worker then sends nothing is offered
-// to the other workers after the grace period (issue 11, 1b); a late
-// result from that worker is dropped without an ERROR.
-func TestHeldGrabOfASilentWorkerDoesNotStrandTheJob(t *testing.T) {
-	clock := newFakeClock(t)
-	s, addr := startServer(t, Config{Now: clock.Now, GrabHold: time.Hour})
-	other := worker(t, addr, "f")
+// sleeperAndHeldGrab starts a server that holds GRABs for an hour, with a
+// worker of f asleep (other) and one whose GRAB_JOB is held (held).
+func sleeperAndHeldGrab(t *testing.T, clock *fakeClock) (s *Server, addr string, other, held *client) {
+	t.Helper()
+	s, addr = startServer(t, Config{Now: clock.Now, GrabHold: time.Hour})
+	other = worker(t, addr, "f")
 	other.send(protocol.PreSleep)
 	other.expectNothing()
-	silent := worker(t, addr, "f")
-	silent.send(protocol.GrabJob)
+	held = worker(t, addr, "f")
+	held.send(protocol.GrabJob)
 	waitFor(t, "the GRAB to be held", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.functions["f"].held == 1
 	})
+	return s, addr, other, held
+}
 
+// A job given to a held GRAB whose worker then sends nothing is offered
+// to the other workers after the grace period (issue 11, 1b); a late
+// result from that worker is dropped without an ERROR.
+func TestHeldGrabOfASilentWorkerDoesNotStrandTheJob(t *testing.T) {
+	clock := newFakeClock(t)
+	s, addr, other, silent := sleeperAndHeldGrab(t, clock)
 	c := dial(t, addr)
 	h := c.submit(protocol.SubmitJob, "f", "", "x")
 	silent.recv(protocol.JobAssign) // in its socket; the worker never reads it
@@ -207,17 +214,7 @@ func TestHeldGrabOfAWorkerThatSpeaksKeepsTheJob(t *testing.T) {
 	} {
 		t.Run(word.name, func(t *testing.T) {
 			clock := newFakeClock(t)
-			s, addr := startServer(t, Config{Now: clock.Now, GrabHold: time.Hour})
-			other := worker(t, addr, "f")
-			other.send(protocol.PreSleep)
-			other.expectNothing()
-			slow := worker(t, addr, "f")
-			slow.send(protocol.GrabJob)
-			waitFor(t, "the GRAB to be held", func() bool {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				return s.functions["f"].held == 1
-			})
+			_, addr, other, slow := sleeperAndHeldGrab(t, clock)
 			c := dial(t, addr)
 			h := c.submit(protocol.SubmitJob, "f", "", "x")
 			slow.recv(protocol.JobAssign)

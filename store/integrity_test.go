@@ -41,6 +41,19 @@ func flipInFile(t *testing.T, path string, marker []byte, off int) {
 	}
 }
 
+// openLogged opens the store at path with its log kept for the test.
+func openLogged(t *testing.T, path string) (*DB, *bytes.Buffer) {
+	t.Helper()
+	var logged bytes.Buffer
+	opts := testOptions
+	opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, &logged
+}
+
 // A flipped bit in a job record is caught by its checksum: Check names the
 // job, and a server never hands it to a worker (issue 14).
 func TestChecksum_DamagedRecordsAreCaughtAndQuarantined(t *testing.T) {
@@ -77,13 +90,7 @@ func TestChecksum_DamagedRecordsAreCaughtAndQuarantined(t *testing.T) {
 				t.Fatalf("Check found %+v", info)
 			}
 
-			var logged bytes.Buffer
-			opts := testOptions
-			opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
-			s, err = Open(path, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, logged := openLogged(t, path)
 			got, last := restoreAll(t, s)
 			if len(got) != 2 || got[0].ID != 1 || got[1].ID != 3 || last != 3 {
 				t.Fatalf("restored %d jobs (last ID %d); want jobs 1 and 3", len(got), last)
@@ -154,13 +161,7 @@ func TestMigrate_FormatV1File(t *testing.T) {
 		t.Fatalf("Check of the format-1 file = %+v, %v", info, err)
 	}
 
-	var logged bytes.Buffer
-	opts := testOptions
-	opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, logged := openLogged(t, path)
 	got, last := restoreAll(t, s)
 	want := []gearbridge.Job{
 		{ID: 1, Handle: "H:fixture:1", Function: "build:unit", Unique: "zuul-1", Payload: []byte(`{"ZUUL_UUID":"zuul-1"}`), Priority: gearbridge.PriorityNormal},
@@ -241,13 +242,7 @@ func TestMetaFallback_IsReportedAndHandlesNeverRepeat(t *testing.T) {
 	if _, err := Check(path); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "rolled back") {
 		t.Fatalf("Check = %v; want ErrCorrupt reporting the rollback", err)
 	}
-	var logged bytes.Buffer
-	opts := testOptions
-	opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
-	s, err = Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, logged := openLogged(t, path)
 	got, last := restoreAll(t, s)
 	if len(got) != 1 {
 		t.Logf("restored %d jobs (the rollback lost the second)", len(got))
