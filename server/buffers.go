@@ -20,8 +20,9 @@ import (
 //
 // Accounting: a session's bufIn and bufOut are guarded by its outMu, and
 // every change to them goes to buffers.used as well. closeSession gives
-// back what the session still holds and marks it bufClosed, after which
-// late takes and gives for it (a writer finishing) change nothing.
+// back what the session still holds. Once a session is dead (closing, or
+// cut off for not reading), takes and gives for it change nothing: what it
+// held then is what closeSession gives back.
 type buffers struct {
 	limit int64 // 0: no limit
 	used  atomic.Int64
@@ -72,7 +73,7 @@ type inputBudget struct{ c *session }
 func (ib inputBudget) Take(n int) error {
 	c, b := ib.c, ib.c.srv.buf
 	c.outMu.Lock()
-	if c.bufClosed {
+	if c.dead {
 		c.outMu.Unlock()
 		return net.ErrClosed
 	}
@@ -92,7 +93,7 @@ func (ib inputBudget) Take(n int) error {
 func (ib inputBudget) Give(n int) {
 	c := ib.c
 	c.outMu.Lock()
-	if !c.bufClosed {
+	if !c.dead {
 		c.bufIn -= int64(n)
 		c.srv.buf.used.Add(-int64(n))
 	}
@@ -108,7 +109,7 @@ func (ib inputBudget) Give(n int) {
 func (c *session) setInbuf(held int64) bool {
 	b := c.srv.buf
 	c.outMu.Lock()
-	if c.bufClosed {
+	if c.dead {
 		c.outMu.Unlock()
 		return true
 	}
@@ -132,7 +133,7 @@ func (c *session) setInbuf(held int64) bool {
 
 // outputQueued and outputSent account replies; outMu must be held.
 func (c *session) outputQueued(n int) {
-	if c.bufClosed {
+	if c.dead {
 		return
 	}
 	c.bufOut += int64(n)
@@ -140,19 +141,20 @@ func (c *session) outputQueued(n int) {
 }
 
 func (c *session) outputSent(n int) {
-	if c.bufClosed || n == 0 {
+	if c.dead || n == 0 {
 		return
 	}
 	c.bufOut -= int64(n)
 	c.srv.buf.used.Add(-int64(n))
 }
 
-// releaseBuffers gives back all that c holds; it is closing.
+// releaseBuffers marks c dead and gives back all that it holds; it is
+// closing.
 func (c *session) releaseBuffers() {
 	c.outMu.Lock()
 	held := c.bufIn + c.bufOut
 	c.srv.buf.used.Add(-held)
-	c.bufIn, c.bufOut, c.bufClosed = 0, 0, true
+	c.bufIn, c.bufOut, c.dead = 0, 0, true
 	c.outMu.Unlock()
 	if held >= 1<<20 {
 		c.srv.buf.wake()

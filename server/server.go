@@ -319,10 +319,7 @@ func (s *Server) closeSession(c *session) {
 	delete(s.sessions, c.id)
 	s.unlock()
 
-	c.outMu.Lock()
-	c.dead = true
-	c.outMu.Unlock()
-	c.releaseBuffers()
+	c.releaseBuffers() // and marks it dead
 	close(c.done)
 	c.closeConn()
 	s.metrics.connections.Dec()

@@ -70,15 +70,15 @@ type session struct {
 	// Output, guarded by outMu (a leaf lock: nothing else is taken under it).
 	// bufIn and bufOut are the buffer memory this connection holds: an
 	// incomplete request, unsent replies (buffers.go).
-	bufIn, bufOut         int64
-	bufClosed, bufEvicted bool
-	outMu                 sync.Mutex
-	out                   []byte
-	spare                 []byte
-	writing               bool
-	dead                  bool
-	wake                  chan struct{}
-	done                  chan struct{}
+	bufIn, bufOut int64
+	bufEvicted    bool
+	outMu         sync.Mutex
+	out           []byte
+	spare         []byte
+	writing       bool
+	dead          bool
+	wake          chan struct{}
+	done          chan struct{}
 }
 
 const (
