@@ -293,26 +293,17 @@ func (s *DB) Restore(fn func(*gearbridge.Job) error) (lastID uint64, err error) 
 			if lastID, _, err = checkFormat(tx); err != nil {
 				return err
 			}
-			c := tx.Bucket(bucketJobs).Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				var j *gearbridge.Job
-				if len(k) != 8 {
-					err = fmt.Errorf("job key %x is not 8 bytes", k)
-				} else {
-					// A damaged record still holds its ID: never reissue it.
-					lastID = max(lastID, keyID(k))
-					j, err = decodeJob(keyID(k), v)
+			return walkJobs(tx, recordV2, func(j *gearbridge.Job) error {
+				lastID = max(lastID, j.ID)
+				return fn(j)
+			}, func(k, v []byte, err error) error {
+				if len(k) == 8 {
+					lastID = max(lastID, keyID(k)) // its ID is never issued again
 				}
-				if err != nil {
-					badKeys = append(badKeys, append([]byte{}, k...))
-					bad = append(bad, damagedRecord(k, v, err))
-					continue
-				}
-				if err := fn(j); err != nil {
-					return err
-				}
-			}
-			return nil
+				badKeys = append(badKeys, append([]byte{}, k...))
+				bad = append(bad, damagedRecord(k, v, err))
+				return nil
+			})
 		})
 	})
 	if err != nil {
@@ -335,19 +326,22 @@ func (s *DB) MetaDamage() string {
 	return s.damage.String()
 }
 
-// forEachJob decodes every job record in key order, failing on the first
-// that does not decode.
-func forEachJob(tx *bolt.Tx, fn func(*gearbridge.Job) error) error {
+// walkJobs decodes every job record in key (ID) order as a record of
+// version want: fn gets each one that decodes, damaged each one that does
+// not (a bad key, a checksum mismatch, a broken layout), with the reason.
+// Either stops the walk by returning an error.
+func walkJobs(tx *bolt.Tx, want byte, fn func(*gearbridge.Job) error, damaged func(k, v []byte, err error) error) error {
 	c := tx.Bucket(bucketJobs).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var err error
 		if len(k) != 8 {
-			return fmt.Errorf("%w: job key %x is not 8 bytes", ErrCorrupt, k)
+			err = damaged(k, v, fmt.Errorf("job key %x is not 8 bytes", k))
+		} else if j, derr := decodeRecord(keyID(k), v, want); derr != nil {
+			err = damaged(k, v, derr)
+		} else {
+			err = fn(j)
 		}
-		j, err := decodeJob(keyID(k), v)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrCorrupt, err)
-		}
-		if err := fn(j); err != nil {
 			return err
 		}
 	}

@@ -127,24 +127,22 @@ func checkRecords(tx *bolt.Tx, info *Info) error {
 		want = recordV1
 	}
 	var maxID uint64 // jobs come in ID order
-	c := tx.Bucket(bucketJobs).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var j *gearbridge.Job
-		var err error
-		if len(k) != 8 {
-			err = fmt.Errorf("job key %x is not 8 bytes", k)
-		} else {
-			maxID = keyID(k)
-			j, err = decodeRecord(keyID(k), v, want)
-		}
-		if err != nil {
-			info.Damaged = append(info.Damaged, damagedRecord(k, v, err))
-			continue
-		}
+	err := walkJobs(tx, want, func(j *gearbridge.Job) error {
+		maxID = j.ID
 		info.Jobs++
 		if j.Background {
 			info.Background++
 		}
+		return nil
+	}, func(k, v []byte, err error) error {
+		if len(k) == 8 {
+			maxID = keyID(k)
+		}
+		info.Damaged = append(info.Damaged, damagedRecord(k, v, err))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if maxID > info.LastID {
 		return fmt.Errorf("%w: handle counter %d is below stored job %d", ErrCorrupt, info.LastID, maxID)
@@ -155,7 +153,7 @@ func checkRecords(tx *bolt.Tx, info *Info) error {
 	}
 	var errs []error
 	jobs := tx.Bucket(bucketJobs)
-	err := tx.Bucket(bucketBuildRefs).ForEach(func(k, v []byte) error {
+	err = tx.Bucket(bucketBuildRefs).ForEach(func(k, v []byte) error {
 		info.BuildRefs++
 		if len(errs) >= maxCheckErrors {
 			return nil

@@ -90,16 +90,10 @@ func OpenImporter(path, handlePrefix string, timeout time.Duration, log *slog.Lo
 func (im *Importer) Stored(fn func(*gearbridge.Job)) error {
 	err := safely(func() error {
 		return im.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketJobs).Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if len(k) != 8 {
-					continue
-				}
-				if j, err := decodeJob(keyID(k), v); err == nil {
-					fn(j)
-				}
-			}
-			return nil
+			return walkJobs(tx, recordV2, func(j *gearbridge.Job) error {
+				fn(j)
+				return nil
+			}, func([]byte, []byte, error) error { return nil })
 		})
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gearbridge/gearbridge"
 )
 
 // migrateV1 rewrites a format-1 file as format 2 in one transaction: every
@@ -20,17 +22,11 @@ func migrateV1(tx *bolt.Tx) (jobs, quarantined int, err error) {
 	type rewrite struct{ key, val []byte }
 	var rewrites []rewrite
 	var bad [][]byte
-	err = b.ForEach(func(k, v []byte) error {
-		if len(k) != 8 {
-			bad = append(bad, append([]byte{}, k...))
-			return nil
-		}
-		j, err := decodeRecord(keyID(k), v, recordV1)
-		if err != nil {
-			bad = append(bad, append([]byte{}, k...))
-			return nil
-		}
-		rewrites = append(rewrites, rewrite{append([]byte{}, k...), encodeJob(j)})
+	err = walkJobs(tx, recordV1, func(j *gearbridge.Job) error {
+		rewrites = append(rewrites, rewrite{jobKey(j.ID), encodeJob(j)})
+		return nil
+	}, func(k, _ []byte, _ error) error {
+		bad = append(bad, append([]byte{}, k...))
 		return nil
 	})
 	if err != nil {
