@@ -23,9 +23,7 @@ import (
 // client and worker check that every round trip succeeds. Then the server
 // restarts on the file it left and must serve again. Runs with GB_SOAK=1.
 func TestSoakProtocolAbuse(t *testing.T) {
-	if os.Getenv("GB_SOAK") == "" {
-		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
-	}
+	seed := soakSeed(t)
 	duration := 2 * time.Minute
 	if d := os.Getenv("GB_SOAK_DURATION"); d != "" {
 		var err error
@@ -33,14 +31,7 @@ func TestSoakProtocolAbuse(t *testing.T) {
 			t.Fatalf("GB_SOAK_DURATION: %v", err)
 		}
 	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("GB_SOAK_SEED"); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("GB_SOAK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (GB_SOAK_SEED replays the choices), %v per transport", seed, duration)
+	t.Logf("%v per transport", duration)
 	for _, transport := range []string{"event-loop", "goroutines"} {
 		t.Run(transport, func(t *testing.T) {
 			args := []string{"--durability", "sync", "--max-buffer-memory", "256MiB", "--max-packet", "16777216"}

@@ -3,8 +3,6 @@ package server
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,17 +19,7 @@ import (
 // silent sockets stay open, and no job may reach live workers twice. Runs
 // with GB_SOAK=1 (make soak), with and without --grab-hold.
 func TestSoakSilentWorkers(t *testing.T) {
-	if os.Getenv("GB_SOAK") == "" {
-		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("GB_SOAK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
+	seed := soakSeed(t)
 	for _, hold := range []time.Duration{0, 250 * time.Millisecond} {
 		t.Run(fmt.Sprintf("grab-hold=%v", hold), func(t *testing.T) {
 			soakSilentWorkers(t, seed, hold)

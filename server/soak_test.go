@@ -26,17 +26,7 @@ import (
 // with GB_SOAK=1 (make soak); GB_SOAK_SEED replays one run's random
 // choices (each goroutine's, not their interleaving).
 func TestSoakScheduler(t *testing.T) {
-	if os.Getenv("GB_SOAK") == "" {
-		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("GB_SOAK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
+	seed := soakSeed(t)
 	s, addr := startServer(t, Config{GrabHold: 10 * time.Millisecond})
 
 	const (
@@ -355,4 +345,23 @@ func soakClient(addr string, rng *rand.Rand, id string, bgCount, waited, ended *
 		}
 		return
 	}
+}
+
+// soakSeed skips the test unless GB_SOAK is set (make soak), and returns
+// the seed of its random choices: GB_SOAK_SEED, or a new one, logged so
+// that a failing run can be replayed.
+func soakSeed(t *testing.T) uint64 {
+	t.Helper()
+	if os.Getenv("GB_SOAK") == "" {
+		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("GB_SOAK_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
+	return seed
 }
