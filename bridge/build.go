@@ -621,7 +621,7 @@ func (r *buildRun) follow(ctx context.Context) error {
 				return err
 			}
 			if !b.Building && b.Result != nil {
-				return r.complete(ctx, data, *b.Result, b.BuiltOn)
+				return r.complete(ctx, data, *b.Result)
 			}
 		}
 		if sleepCtx(ctx, p.next()) != nil {
@@ -659,7 +659,7 @@ func (r *buildRun) sendJSON(typ protocol.Type, data buildData) error {
 }
 
 // complete ends the job with the build's result.
-func (r *buildRun) complete(ctx context.Context, data buildData, result, builtOn string) error {
+func (r *buildRun) complete(ctx context.Context, data buildData, result string) error {
 	if result == "ABORTED" && r.outage && !r.m.stoppedByUs(data.URL) {
 		// Aborted while Jenkins was away: a restart, not a user's choice.
 		return failf("build %s was aborted while Jenkins was unreachable (restart?)", data.URL)

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"sync"
-	"time"
 )
 
 // gate decides when the executor workers of one node may ask the Gearman
@@ -19,14 +18,11 @@ type gate struct {
 	// changed is closed and replaced whenever the count may have grown.
 	changed chan struct{}
 
-	blocked bool // node offline, master unreachable or quieting down
-	// blockedSince keeps the gate closed until a poll that began after it
-	// (a node we just took offline must not look online to an older poll).
-	blockedSince time.Time
-	pollIdle     int // idle executors in the last poll
-	busyURLs     map[string]bool
-	reserved     int             // workers with a GRAB outstanding
-	builds       map[*claim]bool // our builds that involve this node
+	blocked  bool // node offline, master unreachable or quieting down
+	pollIdle int  // idle executors in the last poll
+	busyURLs map[string]bool
+	reserved int             // workers with a GRAB outstanding
+	builds   map[*claim]bool // our builds that involve this node
 
 	// offlinePending: a single-use build ran here and the node is not yet
 	// seen offline; closed to every worker until it is (singleuse.go).
@@ -143,12 +139,13 @@ func (g *gate) finished(c *claim) {
 	g.notify()
 }
 
-// update applies a poll that began at began (or the master becoming
-// unreachable: blocked).
-func (g *gate) update(blocked bool, n *nodeInfo, began time.Time) {
+// update applies a poll (or the master becoming unreachable: blocked). A
+// node being taken offline stays closed through offlinePending, until a
+// poll that began after the request shows it offline (singleuse.go).
+func (g *gate) update(blocked bool, n *nodeInfo) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.blocked = blocked || n == nil || !n.online || began.Before(g.blockedSince)
+	g.blocked = blocked || n == nil || !n.online
 	if n != nil && !blocked {
 		g.pollIdle = n.idle
 		g.busyURLs = n.busyURLs
@@ -160,19 +157,4 @@ func (g *gate) update(blocked bool, n *nodeInfo, began time.Time) {
 		}
 	}
 	g.notify()
-}
-
-// holdNode makes c keep the whole node: OFFLINE_NODE_WHEN_COMPLETE.
-func (g *gate) holdNode(c *claim) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	c.holdNode = true
-}
-
-// block closes the gate until the next poll.
-func (g *gate) block() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.blocked = true
-	g.blockedSince = time.Now()
 }

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"testing"
-	"time"
 )
 
 func node(idle int, busy ...string) *nodeInfo {
@@ -18,7 +17,7 @@ func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
 	if g.tryReserve() {
 		t.Fatal("a gate opens only with a poll")
 	}
-	g.update(false, node(2), time.Now())
+	g.update(false, node(2))
 	if !g.tryReserve() || !g.tryReserve() || g.tryReserve() {
 		t.Fatal("two idle executors give exactly two reservations")
 	}
@@ -31,7 +30,7 @@ func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
 
 	// The next poll shows the build busy on one executor: still one free.
 	g.started(c, "http://j/job/x/1/")
-	g.update(false, node(1, "http://j/job/x/1/"), time.Now())
+	g.update(false, node(1, "http://j/job/x/1/"))
 	if got := g.free(); got != 1 {
 		t.Fatalf("free = %d, want 1", got)
 	}
@@ -41,7 +40,7 @@ func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
 		t.Fatalf("free after the build = %d, want 2", got)
 	}
 	// The next poll no longer shows it; nothing is counted twice.
-	g.update(false, node(2), time.Now())
+	g.update(false, node(2))
 	if got := g.free(); got != 2 || len(g.builds) != 0 {
 		t.Fatalf("free = %d with %d claims", got, len(g.builds))
 	}
@@ -49,43 +48,43 @@ func TestGateCountsReservationsAndClaimsAgainstThePoll(t *testing.T) {
 
 func TestGateClosesForOfflineQuietingAndHeldNodes(t *testing.T) {
 	g := newGate()
-	g.update(true, node(3), time.Now()) // quieting down or unreachable
+	g.update(true, node(3)) // quieting down or unreachable
 	if g.free() > 0 {
 		t.Fatal("blocked gate is open")
 	}
 	off := node(3)
 	off.online = false
-	g.update(false, off, time.Now())
+	g.update(false, off)
 	if g.free() > 0 {
 		t.Fatal("offline node is open")
 	}
-	g.update(false, node(3), time.Now())
+	g.update(false, node(3))
 	if !g.tryReserve() {
 		t.Fatal("gate should be open")
 	}
 	c := g.startBuild()
-	g.holdNode(c)
+	g.holdFirst(c)
 	if g.free() > 0 {
 		t.Fatal("a node held for OFFLINE_NODE_WHEN_COMPLETE takes nothing else")
 	}
 	g.finished(c)
-	g.block() // taken offline: closed until a poll that began later
-	g.update(false, node(3), time.Now().Add(-time.Second))
+	g.setOfflinePending(true) // being taken offline: closed whatever the polls say
+	g.update(false, node(3))
 	if g.free() > 0 {
-		t.Fatal("an older poll reopened a node we took offline")
+		t.Fatal("a poll reopened a node we are taking offline")
 	}
-	g.update(false, node(3), time.Now().Add(time.Second))
+	g.setOfflinePending(false)
 	if g.free() != 3 {
-		t.Fatalf("free = %d after a newer poll", g.free())
+		t.Fatalf("free = %d once the node's offline duty ended", g.free())
 	}
 }
 
 func TestGateNoGrabBeyondFreeExecutorsWhenJenkinsTakesOne(t *testing.T) {
 	g := newGate()
-	g.update(false, node(2), time.Now())
+	g.update(false, node(2))
 	g.tryReserve()
 	g.tryReserve()
-	g.update(false, node(1), time.Now()) // Jenkins started a build of its own
+	g.update(false, node(1)) // Jenkins started a build of its own
 	if g.free() >= 0 {
 		t.Fatalf("free = %d with two GRABs out for one executor", g.free())
 	}
@@ -102,7 +101,7 @@ func TestGateNoGrabBeyondFreeExecutorsWhenJenkinsTakesOne(t *testing.T) {
 func TestGateChangedIsClosedOnRelease(t *testing.T) {
 	g := newGate()
 	ch := g.Changed()
-	g.update(false, node(1), time.Now())
+	g.update(false, node(1))
 	select {
 	case <-ch:
 	default:

@@ -166,7 +166,7 @@ func (m *master) pollOnce(ctx context.Context) error {
 	defer m.mu.Unlock()
 	if err != nil {
 		for _, g := range m.gates {
-			g.update(true, nil, time.Now())
+			g.update(true, nil)
 		}
 		return err
 	}
@@ -188,7 +188,7 @@ func (m *master) apply(ctx context.Context, snap *snapshot) {
 			m.gates[n.name] = g
 		}
 		g.setOfflinePending(m.offlinePending(n.name))
-		g.update(snap.quietingDown, n, snap.began)
+		g.update(snap.quietingDown, n)
 		fns := snap.functions(n)
 		for i := 0; i < n.executors; i++ {
 			id := m.workerID(n, i)
@@ -222,7 +222,7 @@ func (m *master) apply(ctx context.Context, snap *snapshot) {
 	}
 	for name, g := range m.gates {
 		if _, ok := snap.nodes[name]; !ok {
-			g.update(true, nil, snap.began)
+			g.update(true, nil)
 			delete(m.gates, name)
 		}
 	}

@@ -4,14 +4,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A Pipeline build takes no executor in Jenkins: once the gate knows a
 // claim is one, it stops counting it against the node.
 func TestGateDoesNotCountPipelineBuilds(t *testing.T) {
 	g := newGate()
-	g.update(false, node(1), time.Now())
+	g.update(false, node(1))
 	if !g.tryReserve() {
 		t.Fatal("one idle executor")
 	}
@@ -21,12 +20,12 @@ func TestGateDoesNotCountPipelineBuilds(t *testing.T) {
 	}
 	g.flyweight(c)
 	g.started(c, "http://j/job/pipe/1/")
-	g.update(false, node(1), time.Now()) // Jenkins still shows the executor idle
+	g.update(false, node(1)) // Jenkins still shows the executor idle
 	if got := g.free(); got != 1 {
 		t.Fatalf("free = %d with a Pipeline build running, want 1", got)
 	}
 	g.finished(c)
-	g.update(false, node(1), time.Now())
+	g.update(false, node(1))
 	if got := g.free(); got != 1 || len(g.builds) != 0 {
 		t.Fatalf("free = %d with %d claims after the build", got, len(g.builds))
 	}

@@ -8,7 +8,7 @@ import (
 
 func TestGateClosedWhileOfflinePending(t *testing.T) {
 	g := newGate()
-	g.update(false, node(2), time.Now())
+	g.update(false, node(2))
 	g.setOfflinePending(true)
 	if g.tryReserve() {
 		t.Fatal("a node waiting to be taken offline took a reservation")
@@ -77,7 +77,7 @@ func TestCheckOfflineNeedsAPollAfterTheRequest(t *testing.T) {
 // keeps it, and it waits for the other builds to start.
 func TestGateSingleUseOrder(t *testing.T) {
 	g := newGate()
-	g.update(false, node(3), time.Now())
+	g.update(false, node(3))
 	g.tryReserve()
 	g.tryReserve()
 	g.tryReserve()
