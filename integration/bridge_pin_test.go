@@ -225,9 +225,9 @@ func TestBridge_UnpinnedProjectHasNoLabelFunctions(t *testing.T) {
 			warnings := rig.logs.count("cannot pin this project's builds", "project="+job)
 			switch {
 			case !allow && warnings != 1:
-				t.Errorf("%d warnings about the unpinned project, want one:\n%s", warnings, rig.logs.buf.String())
+				t.Errorf("%d warnings about the unpinned project, want one:\n%s", warnings, rig.logs.String())
 			case !allow && rig.logs.count("cannot pin", "trigger: script", "NodeLabel Parameter", "allow_unpinned") != 1:
-				t.Errorf("the warning does not name the fixes:\n%s", rig.logs.buf.String())
+				t.Errorf("the warning does not name the fixes:\n%s", rig.logs.String())
 			case allow && warnings != 0:
 				t.Errorf("warned about an unpinned project although allow_unpinned is set")
 			}
@@ -270,7 +270,7 @@ func TestBridge_UndefinedParametersDroppedAndCounted(t *testing.T) {
 	}
 	for _, name := range []string{"ZUUL_REF", "ZUUL_PIPELINE"} {
 		if n := rig.logs.count("job parameter dropped", "parameter="+name); n != 1 {
-			t.Errorf("%d warnings about %s, want one:\n%s", n, name, rig.logs.buf.String())
+			t.Errorf("%d warnings about %s, want one:\n%s", n, name, rig.logs.String())
 		}
 	}
 }
