@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -54,10 +53,6 @@ func (h *masterHealth) read() masterHealth {
 // Jenkins error page or a long tree= URL must not make a 2 KB line.
 const maxErrorText = 300
 
-// userinfoPassword matches the password of a URL's user info,
-// scheme://user:PASSWORD@host, which a master's URL may carry.
-var userinfoPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@`)
-
 // shortError is err's text with URL passwords hidden (before the cut, so
 // that no cut can leave half a password unrecognized), cut to
 // maxErrorText bytes on a rune boundary.
@@ -65,7 +60,7 @@ func shortError(err error) string {
 	if err == nil {
 		return ""
 	}
-	s := userinfoPassword.ReplaceAllString(err.Error(), "${1}:xxxxx@")
+	s := gearbridge.RedactURLPasswords(err.Error())
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) <= maxErrorText {
 		return s

@@ -4,20 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"regexp"
+
+	"github.com/gearbridge/gearbridge"
 )
 
-// userinfoPassword matches the password of a URL's user info:
-// scheme://user:PASSWORD@host.
-var userinfoPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*):[^\s/@]*@`)
-
-// redact hides the passwords of URLs in s, as url.URL.Redacted does.
-func redact(s string) string {
-	if !userinfoPassword.MatchString(s) {
-		return s
-	}
-	return userinfoPassword.ReplaceAllString(s, "${1}:xxxxx@")
-}
+// redact hides the passwords of URLs in s.
+func redact(s string) string { return gearbridge.RedactURLPasswords(s) }
 
 // redactHandler hides credentials written into URLs (a master's
 // https://user:token@jenkins/) in every log line: in the message and in
@@ -54,8 +46,8 @@ func redactAttr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		if s := v.String(); redact(s) != s {
-			return slog.String(a.Key, redact(s))
+		if s, r := v.String(), redact(v.String()); r != s {
+			return slog.String(a.Key, r)
 		}
 	case slog.KindGroup:
 		g := v.Group()
@@ -72,8 +64,8 @@ func redactAttr(a slog.Attr) slog.Attr {
 		} else {
 			s = fmt.Sprint(v.Any())
 		}
-		if redact(s) != s {
-			return slog.String(a.Key, redact(s))
+		if r := redact(s); r != s {
+			return slog.String(a.Key, r)
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
