@@ -178,7 +178,7 @@ func (s *Server) submit(c *session, fnName, uniqueArg, epochArg, payload []byte,
 	}
 	name, unique := string(fnName), string(uniqueArg)
 	f := s.function(name)
-	key := uniqueKey(name, unique, payload)
+	key := UniqueKey(name, unique, payload)
 
 	if existing := s.unique[key]; key != "" && existing != nil {
 		s.metrics.coalesced.Inc()

@@ -12,10 +12,10 @@ import (
 
 // All functions in this file must be called with s.mu held.
 
-// uniqueKey is the coalescing key of a submit, or "" when it must not
+// UniqueKey is the coalescing key of a submit, or "" when it must not
 // coalesce: an empty unique never does; "-" coalesces by payload (and never
 // for an empty payload); any other unique by function and unique.
-func uniqueKey(fn, unique string, payload []byte) string {
+func UniqueKey(fn, unique string, payload []byte) string {
 	switch {
 	case unique == "":
 		return ""

@@ -193,7 +193,7 @@ func (s *Server) restore() error {
 		}
 		j := &job{Job: *rec, detached: true, restored: true, heapIndex: -1, submitted: s.cfg.Now()}
 		j.fn = s.function(rec.Function)
-		if key := uniqueKey(rec.Function, rec.Unique, rec.Payload); key != "" {
+		if key := UniqueKey(rec.Function, rec.Unique, rec.Payload); key != "" {
 			if _, dup := s.unique[key]; !dup {
 				s.unique[key] = j
 				j.uniqueKey = key

@@ -164,23 +164,6 @@ func (r gearmandRow) marker() []byte {
 	return h.Sum([]byte("gearmand-sqlite\x00"))
 }
 
-// coalesceKey is the key under which the server attaches a submit to a
-// queued job (server.uniqueKey): function and unique, and for the unique
-// "-" the payload too. "" means the job never coalesces.
-func coalesceKey(function, unique string, payload []byte) string {
-	switch unique {
-	case "":
-		return ""
-	case "-":
-		if len(payload) == 0 {
-			return ""
-		}
-		sum := sha256.Sum256(payload)
-		return function + "\x00-\x00" + string(sum[:])
-	}
-	return function + "\x00" + unique
-}
-
 type importSummary struct {
 	rows, added, already, queued int
 	byPriority                   [gearbridge.NumPriorities]int
@@ -201,7 +184,7 @@ func importJobs(rows []gearmandRow, dbPath, prefix string) (importSummary, error
 	defer im.Close()
 	queued := map[string]bool{}
 	err = im.Stored(func(j *gearbridge.Job) {
-		if k := coalesceKey(j.Function, j.Unique, j.Payload); k != "" {
+		if k := server.UniqueKey(j.Function, j.Unique, j.Payload); k != "" {
 			queued[k] = true
 		}
 	})
@@ -220,7 +203,7 @@ func importJobs(rows []gearmandRow, dbPath, prefix string) (importSummary, error
 				Marker: r.marker(),
 				// A submit with the same function and unique would be
 				// attached to the queued job, not queued twice.
-				MarkOnly: queued[coalesceKey(r.function, r.unique, r.payload)],
+				MarkOnly: queued[server.UniqueKey(r.function, r.unique, r.payload)],
 			}
 		}
 		res, err := im.Import(batch)
@@ -238,7 +221,7 @@ func importJobs(rows []gearmandRow, dbPath, prefix string) (importSummary, error
 				}
 				sum.first = cmp.Or(sum.first, j.Handle)
 				sum.last = j.Handle
-				if k := coalesceKey(j.Function, j.Unique, j.Payload); k != "" {
+				if k := server.UniqueKey(j.Function, j.Unique, j.Payload); k != "" {
 					queued[k] = true
 				}
 			case store.AlreadyImported:
