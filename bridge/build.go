@@ -98,7 +98,7 @@ func (w *worker) runJob(ctx context.Context, conn *gearConn, job *assignment, re
 		// that the shutdown cut short is not the job's failure.)
 		return ctx.Err()
 	case errors.As(err, &fail):
-		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", shortError(fail))
+		w.log.Warn("build failed to run", "handle", job.handle, "function", job.function, "reason", fail) // the bridge's logger cuts errors short
 		w.m.metrics.failures.Inc()
 		w.m.forgetRef(r.refKey)
 		return conn.sendString(protocol.WorkException, job.handle, fail.reason)
@@ -182,17 +182,16 @@ func (r *buildRun) run(ctx context.Context) error {
 		return err
 	}
 	r.params = params
-	switch params["OFFLINE_NODE_WHEN_COMPLETE"] {
-	case "1", "true", "True", "TRUE":
+	if singleUseValue(params["OFFLINE_NODE_WHEN_COMPLETE"]) {
 		if r.pipelineJob() {
 			// Its node would be the controller itself: taking that offline
 			// would stop every build. The agents its node { } blocks use
 			// are Jenkins' choice, not this worker's.
 			r.w.log.Warn("OFFLINE_NODE_WHEN_COMPLETE ignored for a Pipeline project, which runs on no agent of ours", "function", r.job.function)
-			break
+		} else {
+			r.hold = true
+			r.firstHold = r.claimGate.holdFirst(r.claim)
 		}
-		r.hold = true
-		r.firstHold = r.claimGate.holdFirst(r.claim)
 	}
 	if ref, ok := r.m.loadRef(r.refKey); ok {
 		if m := r.m.bridge.master(ref.Master); m != nil {
@@ -201,6 +200,7 @@ func (r *buildRun) run(ctx context.Context) error {
 		}
 	}
 	if r.ref.QueueID == 0 {
+		r.fresh = true // this run triggers the build
 		if err := r.singleUseTurn(ctx); err != nil {
 			return err
 		}
@@ -234,10 +234,7 @@ func lastSegment(fullName string) string {
 
 // trigger asks Jenkins for the build and records the queue item.
 func (r *buildRun) trigger(ctx context.Context) error {
-	name := strings.TrimPrefix(r.job.function, "build:")
-	if i := strings.IndexByte(name, ':'); i >= 0 {
-		name = name[:i] // build:<project>:<label>
-	}
+	name := functionProject(r.job.function)
 	r.proj = r.m.projectByName(name)
 	if r.proj == nil {
 		return failf("project %s is not known on Jenkins master %s", name, r.m.cfg.Name)

@@ -304,7 +304,7 @@ func (m *master) singleUseBuild(ctx context.Context, buildURL string) (bool, err
 			}
 			switch v := p.Value.(type) {
 			case string:
-				return v == "1" || v == "true" || v == "True" || v == "TRUE", nil
+				return singleUseValue(v), nil
 			case bool:
 				return v, nil
 			}
@@ -378,6 +378,16 @@ func (g *gate) poke() {
 	g.notify()
 }
 
+// singleUseValue reports whether an OFFLINE_NODE_WHEN_COMPLETE value asks
+// for a single-use node, with the plugin's spellings.
+func singleUseValue(v string) bool {
+	switch v {
+	case "1", "true", "True", "TRUE":
+		return true
+	}
+	return false
+}
+
 // singleUseTurn keeps the plugin's order on a node with several
 // executors. The plugin grabbed for one executor of a node at a time and
 // let the next grab happen only once the build had started, so no build
@@ -387,7 +397,6 @@ func (g *gate) poke() {
 // that finds the node held by a single-use job grabbed at the same time
 // ends with WORK_EXCEPTION instead (Zuul runs it again, elsewhere).
 func (r *buildRun) singleUseTurn(ctx context.Context) error {
-	r.fresh = true
 	g := r.claimGate
 	if !r.hold && g.heldByOther(r.claim) || r.hold && !r.firstHold {
 		return failf("node %q is reserved for a single-use build (OFFLINE_NODE_WHEN_COMPLETE) grabbed at the same time", r.w.node)
