@@ -215,10 +215,12 @@ func TestBridge_SingleUse_EveryEndTakesTheNodeOffline(t *testing.T) {
 			if tc.buildFault == 0 {
 				j.started(10 * time.Second)
 				// As in the first test: the window between start and offline.
+				// A wait, not a check: takenOffline below checks it.
 				within(5*time.Second, func() bool { return nodeStatus(t, e, "n1").TemporarilyOffline })
 			}
 			tc.end(t, e, j)
-			// A lost build still runs in Jenkins: let it end too.
+			// A lost build still runs in Jenkins: let it end too, once the
+			// node is offline (a wait; takenOffline below checks it).
 			within(5*time.Second, func() bool { return nodeStatus(t, e, "n1").TemporarilyOffline })
 			_, err := e.Release("job")
 			must(t, err)
