@@ -130,7 +130,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if f.version {
 		return f, nil
 	}
-	fs.Visit(func(fl *flag.Flag) { f.logFileSet = f.logFileSet || fl.Name == "log-file" || fl.Name == "l" })
+	set := map[string]bool{} // the flags given
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	f.logFileSet = set["log-file"] || set["l"]
 	if f.warnings, err = checkGearmandFlags(f.gearmandSeen); err != nil {
 		return nil, err
 	}
@@ -169,11 +171,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if _, ok := logFormats[f.logFormat]; !ok {
 		return nil, usageError{fmt.Errorf(`--log-format must be "text" or "json", not %q`, f.logFormat)}
 	}
-	if err := httpAddr(fs, f); err != nil {
+	if err := httpAddr(f, set["http"]); err != nil {
 		return nil, usageError{err}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	for _, name := range []string{"ssl-certificate", "ssl-key", "ssl-ca-file"} {
 		if set[name] && !f.ssl {
 			// Without this, a server meant to be TLS-only would serve in

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,14 +8,12 @@ import (
 	"strconv"
 )
 
-// httpAddr settles --http. Unless it was given, the HTTP side listens on
+// httpAddr settles --http (explicit: it was given). Unless it was given, the HTTP side listens on
 // loopback at the Gearman port + 1 (4731 beside 4730), so that moving
 // --port moves both and `--port 4731` cannot collide with the default HTTP
 // port; --port 0 gives HTTP a free port too. An explicit --http on the
 // Gearman port itself is refused here rather than as "address in use".
-func httpAddr(fs *flag.FlagSet, f *serveFlags) error {
-	explicit := false
-	fs.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "http" })
+func httpAddr(f *serveFlags, explicit bool) error {
 	if !explicit {
 		switch {
 		case f.port == 0:
