@@ -63,7 +63,7 @@ func main() {
 
 	for _, size := range [][3]int{{2, 5, 4}, {2, 50, 4}} {
 		r := newRig(size[0], size[1], size[2], *poll)
-		r.waitWorkers()
+		r.waitFunction("build:bench")
 		r.resetCounts()
 		time.Sleep(5 * *poll) // idle: only polling traffic
 		reqs, polls := r.counts()
@@ -129,20 +129,6 @@ func (r *rig) close() {
 	}
 }
 
-// waitWorkers waits until every executor has registered build:bench.
-func (r *rig) waitWorkers() {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, f := range r.srv.Snapshot().Functions {
-			if f.Name == "build:bench" && f.Workers == r.execs {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	panic("workers did not register")
-}
-
 func (r *rig) resetCounts() {
 	for _, e := range r.emus {
 		e.ResetRequests()
@@ -178,14 +164,14 @@ func (r *rig) pollTime() time.Duration {
 // latency submits one job at a time and measures the time from the submit
 // to the moment Jenkins queued the build.
 func (r *rig) latency(n int) []time.Duration {
-	r.waitWorkers()
+	r.waitFunction("build:bench")
 	c := dial(r.addr)
 	defer c.Close()
 	var out []time.Duration
 	for i := 0; i < n; i++ {
 		uuid := fmt.Sprintf("lat-%d", i)
 		sent := time.Now()
-		handle := c.submit(uuid)
+		handle := c.submitTo("build:bench", uuid)
 		c.waitEnd(handle)
 		enq := r.enqueued(uuid)
 		out = append(out, enq.Sub(sent))
@@ -216,7 +202,7 @@ func (r *rig) throughput(n, inflight int) {
 			c := dial(r.addr)
 			defer c.Close()
 			for i := range jobs {
-				c.waitEnd(c.submit(fmt.Sprintf("tp-%d", i)))
+				c.waitEnd(c.submitTo("build:bench", fmt.Sprintf("tp-%d", i)))
 			}
 		}()
 	}
@@ -238,16 +224,6 @@ func dial(addr string) *conn {
 	return &conn{Conn: nc, r: protocol.NewResponseReader(nc, 1<<20)}
 }
 
-func (c *conn) submit(uuid string) string {
-	payload, _ := json.Marshal(map[string]string{"ZUUL_UUID": uuid})
-	_, err := c.Write(protocol.AppendRequest(nil, protocol.SubmitJob, []byte("build:bench"), []byte(uuid), payload))
-	check(err)
-	p := c.read()
-	if p.Type != protocol.JobCreated {
-		panic("submit: " + p.Type.String())
-	}
-	return string(p.Args[0])
-}
 
 func (c *conn) read() *protocol.Packet {
 	c.SetReadDeadline(time.Now().Add(60 * time.Second))
