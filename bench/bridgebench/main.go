@@ -224,7 +224,6 @@ func dial(addr string) *conn {
 	return &conn{Conn: nc, r: protocol.NewResponseReader(nc, 1<<20)}
 }
 
-
 func (c *conn) read() *protocol.Packet {
 	c.SetReadDeadline(time.Now().Add(60 * time.Second))
 	p, err := c.r.ReadPacket()
