@@ -152,14 +152,9 @@ func (g *GearmanConfig) check() []string {
 	var problems []string
 	g.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 	if g.CAFile != "" {
-		pem, err := os.ReadFile(g.CAFile)
-		pool := x509.NewCertPool()
-		switch {
-		case err != nil:
+		if pool, _, err := LoadCAFile(g.CAFile); err != nil {
 			problems = append(problems, fmt.Sprintf("gearman.ca_file: %v", err))
-		case !pool.AppendCertsFromPEM(pem):
-			problems = append(problems, fmt.Sprintf("gearman.ca_file %s: no PEM certificate in it", g.CAFile))
-		default:
+		} else {
 			g.tls.RootCAs = pool
 		}
 	}
@@ -259,17 +254,26 @@ func (m *MasterConfig) check() []string {
 		problems = append(problems, "user is missing (the API token belongs to a user)")
 	}
 	if m.CAFile != "" {
-		pem, err := os.ReadFile(m.CAFile)
-		pool := x509.NewCertPool()
-		switch {
-		case err != nil:
+		if pool, pem, err := LoadCAFile(m.CAFile); err != nil {
 			problems = append(problems, fmt.Sprintf("ca_file: %v", err))
-		case !pool.AppendCertsFromPEM(pem):
-			problems = append(problems, fmt.Sprintf("ca_file %s: no PEM certificate in it", m.CAFile))
-		default:
+		} else {
 			m.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 			m.caPEM = pem
 		}
 	}
 	return problems
+}
+
+// LoadCAFile reads a PEM file of CA certificates: the pool, and the file's
+// bytes (a reload compares them).
+func LoadCAFile(path string) (*x509.CertPool, []byte, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, pem, nil
 }

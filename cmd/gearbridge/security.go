@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	"github.com/gearbridge/gearbridge/bridge"
 )
 
 // serverTLS is the Gearman port's TLS configuration (--ssl): the server's
@@ -54,15 +56,8 @@ func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 }
 
 func loadPool(caFile string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
-	}
-	return pool, nil
+	pool, _, err := bridge.LoadCAFile(caFile)
+	return pool, err
 }
 
 // readToken reads a bearer token from a file: its content without
