@@ -274,12 +274,6 @@ func TestGearbridge_LogsBuildsAndReportsAKilledMaster(t *testing.T) {
 	assertShortLines(t, logText(), 600)
 }
 
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // /readyz fails while the store cannot commit (here: the file may not
 // grow), and passes again once it can, with no new job needed.
 func TestReadyz_StoreThatCannotCommit(t *testing.T) {

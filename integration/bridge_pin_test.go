@@ -1,45 +1,14 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
 	"github.com/gearbridge/gearbridge/protocol"
 )
-
-// lockedBuffer collects the bridge's log lines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count returns how many log lines contain every one of parts.
-func (b *lockedBuffer) count(parts ...string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		all := line != ""
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
 
 // counter reads a counter of the bridge's metrics (0 when absent).
 func (r *bridgeRig) counter(name string, labels map[string]string) float64 {
