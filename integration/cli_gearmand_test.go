@@ -20,7 +20,7 @@ import (
 
 func TestCLI_VersionFlagExitsZero(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"-V"}} {
-		out, err := exec.Command(GearbridgeBinary(t), args...).CombinedOutput()
+		out, err := runWithin(t, exec.Command(GearbridgeBinary(t), args...), 30*time.Second)
 		if err != nil || !strings.HasPrefix(string(out), "gearbridge ") {
 			t.Errorf("gearbridge %v: %v: %s", args, err, out)
 		}

@@ -156,7 +156,7 @@ func TestImport_GearmandSqliteQueue(t *testing.T) {
 	// The jobs have run and left the store: importing again still adds
 	// nothing.
 	runImport("imported 0 of 9 jobs", "9 imported by an earlier run")
-	out, err := exec.Command(GearbridgeBinary(t), "check", "--db", db).CombinedOutput()
+	out, err := runWithin(t, exec.Command(GearbridgeBinary(t), "check", "--db", db), 30*time.Second)
 	if err != nil || !strings.Contains(string(out), "ok: format version 2, 0 jobs") || !strings.Contains(string(out), "handle counter 9") ||
 		!strings.Contains(string(out), "9 jobs recorded as imported") {
 		t.Errorf("check after the run: %v\n%s", err, out)

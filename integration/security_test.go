@@ -345,12 +345,12 @@ func TestTLS_LibgearmanCLI(t *testing.T) {
 		})
 		st := exec.Command(gearadminPath, append(append([]string{"--ssl"}, hp...), "--status")...)
 		st.Env = env
-		if out, err := st.CombinedOutput(); err != nil || !strings.Contains(string(out), "tls_cli") {
+		if out, err := runWithin(t, st, 30*time.Second); err != nil || !strings.Contains(string(out), "tls_cli") {
 			t.Errorf("gearadmin --ssl --status: %v\n%s", err, out)
 		}
 		c := exec.Command(gearmanPath, append(append([]string{"-S"}, hp...), "-f", "tls_cli", "over tls")...)
 		c.Env = env
-		if out, err := c.CombinedOutput(); err != nil || string(out) != "OVER TLS" {
+		if out, err := runWithin(t, c, 30*time.Second); err != nil || string(out) != "OVER TLS" {
 			t.Errorf("gearman -S -f tls_cli: %v %q", err, out)
 		}
 		return
@@ -363,7 +363,7 @@ func TestTLS_LibgearmanCLI(t *testing.T) {
 	defer cancel()
 	st := exec.CommandContext(ctx, gearadminPath, append(append([]string{"--ssl"}, hp...), "--status")...)
 	st.Env = env
-	out, _ := st.CombinedOutput()
+	out, _ := runWithin(t, st, 30*time.Second)
 	if strings.Contains(string(out), "tls_cli") {
 		t.Errorf("a plaintext gearadmin --ssl was served the status:\n%s", out)
 	}
