@@ -109,7 +109,20 @@ func openServeLog(f *serveFlags) (*slog.Logger, io.Closer, error) {
 		sh.Close()
 		return nil, nil, err
 	}
-	return slog.New(teeHandler{log.Handler(), redactHandler{sh}}), closer, nil
+	return slog.New(teeHandler{log.Handler(), redactHandler{sh}}), closers{closer, sh}, nil
+}
+
+// closers closes each of its members, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // The syslog to use; "" is the local one. Tests point them at a socket of
