@@ -112,6 +112,22 @@ func openServeLog(f *serveFlags) (*slog.Logger, io.Closer, error) {
 	return slog.New(teeHandler{log.Handler(), redactHandler{sh}}), closers{closer, sh}, nil
 }
 
+// logFileOf finds the log file among what openServeLog returned, for
+// SIGHUP to reopen; nil when the log goes elsewhere.
+func logFileOf(c io.Closer) *reopenFile {
+	switch c := c.(type) {
+	case *reopenFile:
+		return c
+	case closers:
+		for _, m := range c {
+			if f := logFileOf(m); f != nil {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
 // closers closes each of its members, returning the first error.
 type closers []io.Closer
 

@@ -397,7 +397,7 @@ func runServe(args []string) error {
 	bridgeCtx, stopBridge := context.WithCancel(context.Background())
 	bridgeDone := make(chan struct{})
 	hup := &hangup{log: log, config: f.config}
-	hup.logFile, _ = logCloser.(*reopenFile)
+	hup.logFile = logFileOf(logCloser)
 	if bridgeCfg != nil {
 		// Even with no masters yet: SIGHUP may add some.
 		embedded := loopbackAddr(ln.Addr())
