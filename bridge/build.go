@@ -418,28 +418,40 @@ func (r *buildRun) triggeredBuild(ctx context.Context, sent map[string]string) (
 	if err := r.m.jc.getJSON(ctx, "queue/", "items[id,task[url],actions[parameters[name,value]]]", &queue); err != nil {
 		return ref, 0, err
 	}
-	var project struct {
-		URL    string            `json:"url"`
-		Builds []recentBuildJSON `json:"builds"`
-	}
-	if err := r.m.jc.getJSON(ctx, r.proj.path, "url,builds[number,url,queueId,actions[parameters[name,value]]]{0,20}", &project); err != nil {
+	projectURL, builds, err := r.recentBuilds(ctx, 20)
+	if err != nil {
 		return ref, 0, err
 	}
 	items := map[int64]bool{}
 	ref = buildRef{Master: r.m.cfg.Name, Project: r.proj.fullName}
-	for _, b := range project.Builds {
+	for _, b := range builds {
 		if b.QueueID != 0 && hasParameters(b.Actions, sent) {
 			items[b.QueueID] = true
 			ref.QueueID, ref.Number, ref.URL = b.QueueID, b.Number, b.URL
 		}
 	}
 	for _, it := range queue.Items {
-		if it.Task.URL == project.URL && hasParameters(it.Actions, sent) && !items[it.ID] {
+		if it.Task.URL == projectURL && hasParameters(it.Actions, sent) && !items[it.ID] {
 			items[it.ID] = true
 			ref.QueueID, ref.Number, ref.URL = it.ID, 0, ""
 		}
 	}
 	return ref, len(items), nil
+}
+
+// recentBuilds reads the project's URL and its last n builds with their
+// queue items and parameters: what the lookups for a lost trigger and an
+// expired queue item compare.
+func (r *buildRun) recentBuilds(ctx context.Context, n int) (url string, builds []recentBuildJSON, err error) {
+	var project struct {
+		URL    string            `json:"url"`
+		Builds []recentBuildJSON `json:"builds"`
+	}
+	tree := "url,builds[number,url,queueId,actions[parameters[name,value]]]{0," + strconv.Itoa(n) + "}"
+	if err := r.m.jc.getJSON(ctx, r.proj.path, tree, &project); err != nil {
+		return "", nil, err
+	}
+	return project.URL, project.Builds, nil
 }
 
 // recentBuildJSON is one of a project's builds as the lookups for a lost

@@ -67,10 +67,8 @@ func (r *buildRun) unreachableBeforeStart(err error, began time.Time) error {
 // The build must also carry the job's parameters that the project
 // defines, in case Jenkins reused the item's ID after a restart.
 func (r *buildRun) findByQueueID(ctx context.Context) (bool, error) {
-	var proj struct {
-		Builds []recentBuildJSON `json:"builds"`
-	}
-	if err := r.m.jc.getJSON(ctx, r.proj.path, "builds[number,url,queueId,actions[parameters[name,value]]]{0,100}", &proj); err != nil {
+	_, builds, err := r.recentBuilds(ctx, 100)
+	if err != nil {
 		return false, err
 	}
 	want := map[string]string{}
@@ -79,7 +77,7 @@ func (r *buildRun) findByQueueID(ctx context.Context) (bool, error) {
 			want[name] = v
 		}
 	}
-	for _, b := range proj.Builds {
+	for _, b := range builds {
 		if b.QueueID == r.ref.QueueID && hasParameters(b.Actions, want) {
 			r.ref.Number, r.ref.URL = b.Number, b.URL
 			r.m.saveRef(r.refKey, r.ref)
