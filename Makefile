@@ -95,15 +95,16 @@ DIST_ARCHES ?= amd64 arm64
 # Reproducible packages and archives: every file dated at the last commit.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-# build/<arch>/: a static, stripped linux binary and the man page written
-# by the host's binary from the same flag definitions.
+# build/<arch>/gearbridge: a static, stripped linux binary; the man page,
+# the same for every architecture, is written once by the host's binary
+# from the same flag definitions.
 build/%/gearbridge: FORCE
 	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags='-s -w' -o $@ ./cmd/gearbridge
-build/%/gearbridge.1.gz: FORCE
-	@mkdir -p $(@D)
+build/gearbridge.1.gz: FORCE
+	@mkdir -p build
 	$(GO) build -o build/host/gearbridge ./cmd/gearbridge
-	build/host/gearbridge man > $(@D)/gearbridge.1
-	gzip -9nf $(@D)/gearbridge.1
+	build/host/gearbridge man > build/gearbridge.1
+	gzip -9nf build/gearbridge.1
 build/THIRD_PARTY_LICENSES: FORCE
 	@mkdir -p build
 	packaging/third-party-licenses.sh > $@
@@ -111,18 +112,18 @@ FORCE:
 
 # make deb: dist/gearbridge_<version>_<arch>.deb (DEB_ARCH=arm64 for arm64);
 # packaging/test-deb.sh installs, runs and purges it.
-deb: build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES
+deb: build/$(DEB_ARCH)/gearbridge build/gearbridge.1.gz build/THIRD_PARTY_LICENSES
 	@mkdir -p dist build/deb
-	cp build/$(DEB_ARCH)/gearbridge build/$(DEB_ARCH)/gearbridge.1.gz build/THIRD_PARTY_LICENSES build/deb/
+	cp build/$(DEB_ARCH)/gearbridge build/gearbridge.1.gz build/THIRD_PARTY_LICENSES build/deb/
 	VERSION=$(VERSION) GOARCH=$(DEB_ARCH) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(NFPM) package --config packaging/nfpm.yaml --packager deb \
 	  --target dist/gearbridge_$(VERSION)_$(DEB_ARCH).deb
 
 # make dist: dist/gearbridge-<version>-linux-<arch>.tar.gz for each of
 # DIST_ARCHES, and their sums in dist/SHA256SUMS (check: sha256sum -c).
-dist: $(foreach a,$(DIST_ARCHES),build/$(a)/gearbridge build/$(a)/gearbridge.1.gz) build/THIRD_PARTY_LICENSES
+dist: $(foreach a,$(DIST_ARCHES),build/$(a)/gearbridge) build/gearbridge.1.gz build/THIRD_PARTY_LICENSES
 	@set -e; mkdir -p dist; rm -f dist/SHA256SUMS; for a in $(DIST_ARCHES); do \
 	  name=gearbridge-$(VERSION)-linux-$$a; stage=build/stage/$$name; rm -rf $$stage; mkdir -p $$stage; \
-	  cp build/$$a/gearbridge build/$$a/gearbridge.1.gz build/THIRD_PARTY_LICENSES LICENSE CHANGELOG.md README.md $$stage/; \
+	  cp build/$$a/gearbridge build/gearbridge.1.gz build/THIRD_PARTY_LICENSES LICENSE CHANGELOG.md README.md $$stage/; \
 	  cp packaging/gearbridge.service packaging/gearbridge.yaml packaging/logrotate $$stage/; \
 	  tar -C build/stage --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
 	    -cf dist/$$name.tar $$name; \
