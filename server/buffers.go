@@ -18,11 +18,11 @@ import (
 // (a governor goroutine picks them); well-behaved clients hold little and
 // are never picked.
 //
-// Accounting: a session's bufIn and bufOut are guarded by its outMu, and
-// every change to them goes to buffers.used as well. closeSession gives
-// back what the session still holds. Once a session is dead (closing, or
-// cut off for not reading), takes and gives for it change nothing: what it
-// held then is what closeSession gives back.
+// Accounting: a connection's bufIn and bufOut are guarded by its
+// output.mu, and every change to them goes to buffers.used as well.
+// closeSession gives back what the connection still holds. Once an output
+// is dead (closing, or cut off for not reading), takes and gives for it
+// change nothing: what it held then is what closeSession gives back.
 type buffers struct {
 	limit int64 // 0: no limit
 	used  atomic.Int64
@@ -67,62 +67,62 @@ func (b *buffers) hardLimit() int64 { return b.limit }
 // buffer grows by copies, replies by appends) fits under the limit too.
 func (b *buffers) target() int64 { return b.limit - b.limit/4 }
 
-// inputBudget is a session's protocol.Budget for the payloads it reads.
-type inputBudget struct{ c *session }
+// inputBudget is a connection's protocol.Budget for the payloads it reads.
+type inputBudget struct{ o *output }
 
 func (ib inputBudget) Take(n int) error {
-	c, b := ib.c, ib.c.srv.buf
-	c.outMu.Lock()
-	if c.dead {
-		c.outMu.Unlock()
+	o, b := ib.o, ib.o.srv.buf
+	o.mu.Lock()
+	if o.dead {
+		o.mu.Unlock()
 		return net.ErrClosed
 	}
 	total := b.used.Add(int64(n))
 	if b.limit > 0 && total > b.hardLimit() {
 		b.used.Add(-int64(n))
-		c.outMu.Unlock()
+		o.mu.Unlock()
 		b.wake()
 		return errOverBudget
 	}
-	c.bufIn += int64(n)
-	c.outMu.Unlock()
+	o.bufIn += int64(n)
+	o.mu.Unlock()
 	b.added(total)
 	return nil
 }
 
 func (ib inputBudget) Give(n int) {
-	c := ib.c
-	c.outMu.Lock()
-	if !c.dead {
-		c.bufIn -= int64(n)
-		c.srv.buf.used.Add(-int64(n))
+	o := ib.o
+	o.mu.Lock()
+	if !o.dead {
+		o.bufIn -= int64(n)
+		o.srv.buf.used.Add(-int64(n))
 	}
-	c.outMu.Unlock()
+	o.mu.Unlock()
 	if n >= 1<<20 {
-		c.srv.buf.wake() // a peak may be over: see returnMemory
+		o.srv.buf.wake() // a peak may be over: see returnMemory
 	}
 }
 
 // setInbuf accounts an event-loop connection's buffer for an incomplete
 // request (held bytes: its capacity, or 0). It reports false when the
 // connection must be closed for taking too much.
-func (c *session) setInbuf(held int64) bool {
-	b := c.srv.buf
-	c.outMu.Lock()
-	if c.dead {
-		c.outMu.Unlock()
+func (o *output) setInbuf(held int64) bool {
+	b := o.srv.buf
+	o.mu.Lock()
+	if o.dead {
+		o.mu.Unlock()
 		return true
 	}
-	delta := held - c.bufIn
+	delta := held - o.bufIn
 	total := b.used.Add(delta)
 	if delta > 0 && b.limit > 0 && total > b.hardLimit() {
 		b.used.Add(-delta)
-		c.outMu.Unlock()
+		o.mu.Unlock()
 		b.wake()
 		return false
 	}
-	c.bufIn = held
-	c.outMu.Unlock()
+	o.bufIn = held
+	o.mu.Unlock()
 	if delta > 0 {
 		b.added(total)
 	} else if delta <= -(1 << 20) {
@@ -131,33 +131,33 @@ func (c *session) setInbuf(held int64) bool {
 	return true
 }
 
-// outputQueued and outputSent account replies; outMu must be held.
-func (c *session) outputQueued(n int) {
-	if c.dead {
+// queued and sent account replies; mu must be held.
+func (o *output) queued(n int) {
+	if o.dead {
 		return
 	}
-	c.bufOut += int64(n)
-	c.srv.buf.added(c.srv.buf.used.Add(int64(n)))
+	o.bufOut += int64(n)
+	o.srv.buf.added(o.srv.buf.used.Add(int64(n)))
 }
 
-func (c *session) outputSent(n int) {
-	if c.dead || n == 0 {
+func (o *output) sent(n int) {
+	if o.dead || n == 0 {
 		return
 	}
-	c.bufOut -= int64(n)
-	c.srv.buf.used.Add(-int64(n))
+	o.bufOut -= int64(n)
+	o.srv.buf.used.Add(-int64(n))
 }
 
-// releaseBuffers marks c dead and gives back all that it holds; it is
-// closing.
-func (c *session) releaseBuffers() {
-	c.outMu.Lock()
-	held := c.bufIn + c.bufOut
-	c.srv.buf.used.Add(-held)
-	c.bufIn, c.bufOut, c.dead = 0, 0, true
-	c.outMu.Unlock()
+// release marks the output dead and gives back all the buffer memory the
+// connection holds; it is closing.
+func (o *output) release() {
+	o.mu.Lock()
+	held := o.bufIn + o.bufOut
+	o.srv.buf.used.Add(-held)
+	o.bufIn, o.bufOut, o.dead = 0, 0, true
+	o.mu.Unlock()
 	if held >= 1<<20 {
-		c.srv.buf.wake()
+		o.srv.buf.wake()
 	}
 }
 
@@ -232,9 +232,9 @@ func (s *Server) evictOverLimit() {
 		var most, closing int64
 		s.mu.Lock()
 		for _, c := range s.sessions {
-			c.outMu.Lock()
-			held, evicted := c.bufIn+c.bufOut, c.bufEvicted
-			c.outMu.Unlock()
+			c.out.mu.Lock()
+			held, evicted := c.out.bufIn+c.out.bufOut, c.out.evicted
+			c.out.mu.Unlock()
 			if evicted {
 				closing += held
 			} else if held > most {
@@ -247,9 +247,9 @@ func (s *Server) evictOverLimit() {
 			return
 		}
 		evicted = true
-		victim.outMu.Lock()
-		victim.bufEvicted = true
-		victim.outMu.Unlock()
+		victim.out.mu.Lock()
+		victim.out.evicted = true
+		victim.out.mu.Unlock()
 		s.metrics.memoryClosed.Inc()
 		s.log.Warn("closing the connection that holds the most buffer memory: the total is over --max-buffer-memory",
 			"conn", victim.id, "peer", victim.remote, "held_bytes", most, "total_bytes", total, "limit_bytes", b.limit)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,7 +26,7 @@ type eventLoop struct {
 	epfd   int
 	lfd    int // a dup of the listener's socket
 	wakefd int // eventfd: stop
-	conns  map[int]*session
+	conns  map[int]*loopConn
 	buf    []byte
 
 	// Out of file descriptors, the loop takes the listener out of its
@@ -106,7 +108,7 @@ func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("event loop: eventfd: %w", err)
 	}
-	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: wfd, conns: map[int]*session{}, buf: make([]byte, loopReadSize)}
+	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: wfd, conns: map[int]*loopConn{}, buf: make([]byte, loopReadSize)}
 	watch := []unix.EpollEvent{
 		{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)},
 		{Events: unix.EPOLLIN, Fd: int32(l.wakefd)},
@@ -191,15 +193,15 @@ func (l *eventLoop) run() error {
 			case l.wakefd:
 				stopped = true
 			default:
-				c := l.conns[fd]
-				if c == nil {
+				lc := l.conns[fd]
+				if lc == nil {
 					continue
 				}
 				if ev.Events&unix.EPOLLOUT != 0 {
-					l.writable(c)
+					lc.writable()
 				}
 				if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
-					l.readable(c)
+					l.readable(lc)
 				}
 			}
 		}
@@ -210,8 +212,8 @@ func (l *eventLoop) run() error {
 
 // shutdown closes every connection the loop still has.
 func (l *eventLoop) shutdown() {
-	for _, c := range l.conns {
-		l.drop(c)
+	for _, lc := range l.conns {
+		l.drop(lc)
 	}
 }
 
@@ -232,12 +234,10 @@ func (l *eventLoop) accept() {
 		}
 		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		l.s.cfg.KeepAlive.setFD(nfd)
-		remote := sockaddrIP(sa)
-
 		s := l.s
-		c := newSessionState(s, s.nextConnID.Add(1), remote)
-		c.fd, c.loop = nfd, l
-		if !s.admit(c, false) {
+		lc := &loopConn{fd: nfd, loop: l}
+		lc.c = newSession(s, s.nextConnID.Add(1), sockaddrString(sa), lc)
+		if !s.admit(lc.c, false) {
 			syscall.Close(nfd)
 			continue
 		}
@@ -245,10 +245,10 @@ func (l *eventLoop) accept() {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(nfd)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
 			s.log.Warn("cannot watch a new connection", "err", err)
-			l.drop(c)
+			l.drop(lc)
 			continue
 		}
-		l.conns[nfd] = c
+		l.conns[nfd] = lc
 	}
 }
 
@@ -280,12 +280,13 @@ func (l *eventLoop) resumeAcceptWhenDue() error {
 	return nil
 }
 
-func sockaddrIP(sa syscall.Sockaddr) string {
+// sockaddrString is a peer's address as net.Addr.String writes it.
+func sockaddrString(sa syscall.Sockaddr) string {
 	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
-		return net.IP(a.Addr[:]).String()
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
 	case *syscall.SockaddrInet6:
-		return net.IP(a.Addr[:]).String()
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
 	}
 	return "?"
 }
@@ -293,49 +294,50 @@ func sockaddrIP(sa syscall.Sockaddr) string {
 // readable reads what the socket has (one read: the poll is level
 // triggered, so anything left is reported again) and handles every
 // complete message.
-func (l *eventLoop) readable(c *session) {
-	if c.closeRequested.Load() {
-		l.drop(c)
+func (l *eventLoop) readable(lc *loopConn) {
+	c := lc.c
+	if lc.closeRequested.Load() {
+		l.drop(lc)
 		return
 	}
-	n, err := syscall.Read(c.fd, l.buf)
+	n, err := syscall.Read(lc.fd, l.buf)
 	if n > 0 {
 		data := l.buf[:n]
-		if len(c.inbuf) > 0 {
-			c.inbuf = append(c.inbuf, data...)
-			data = c.inbuf
+		if len(lc.inbuf) > 0 {
+			lc.inbuf = append(lc.inbuf, data...)
+			data = lc.inbuf
 		}
 		rest, ok := l.process(c, data)
 		if !ok {
-			l.drop(c)
+			l.drop(lc)
 			return
 		}
 		// Keep an incomplete message for the next read.
 		switch {
-		case len(rest) == 0 && cap(c.inbuf) > loopReadSize:
-			c.inbuf = nil // do not hold a big packet's buffer
-		case len(rest) > 0 && len(rest) == len(c.inbuf) && &rest[0] == &c.inbuf[0]:
+		case len(rest) == 0 && cap(lc.inbuf) > loopReadSize:
+			lc.inbuf = nil // do not hold a big packet's buffer
+		case len(rest) > 0 && len(rest) == len(lc.inbuf) && &rest[0] == &lc.inbuf[0]:
 			// Nothing was consumed: the buffer already holds rest. (Copying
 			// it onto itself after every read made a large request that
 			// arrives in many reads cost quadratic time.)
 		default:
-			c.inbuf = append(c.inbuf[:0], rest...)
+			lc.inbuf = append(lc.inbuf[:0], rest...)
 		}
 		var held int64
-		if cap(c.inbuf) > loopReadSize {
-			held = int64(cap(c.inbuf)) // a large request still arriving
+		if cap(lc.inbuf) > loopReadSize {
+			held = int64(cap(lc.inbuf)) // a large request still arriving
 		}
-		if !c.setInbuf(held) {
+		if !c.out.setInbuf(held) {
 			s := l.s
 			s.metrics.memoryClosed.Inc()
-			s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", c.id, "peer", c.remote, "held_bytes", held)
-			l.drop(c)
+			s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", c.id, "peer", c.peer, "held_bytes", held)
+			l.drop(lc)
 			return
 		}
-		c.tryFlush()
+		c.out.flush()
 	}
 	if n == 0 || (err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)) {
-		l.drop(c)
+		l.drop(lc)
 	}
 }
 
@@ -347,7 +349,7 @@ func (l *eventLoop) process(c *session, data []byte) (rest []byte, ok bool) {
 	for len(data) > 0 {
 		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
 		if err != nil {
-			s.log.Debug("closing connection", "conn", c.id, "peer", c.remote, "err", err)
+			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
 			return nil, false
 		}
 		if size == 0 {
@@ -356,38 +358,14 @@ func (l *eventLoop) process(c *session, data []byte) (rest []byte, ok bool) {
 		msg, err := protocol.DecodeRequest(data[:size])
 		data = data[size:]
 		if !s.handleRead(c, msg, err) {
-			s.log.Debug("closing connection", "conn", c.id, "peer", c.remote, "err", err)
+			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
 			return nil, false
 		}
-		if c.pendingOutput() > flushEvery {
-			c.tryFlush()
+		if c.out.pending() > flushEvery {
+			c.out.flush()
 		}
 	}
 	return data, true
-}
-
-// writable writes output the socket refused before.
-func (l *eventLoop) writable(c *session) {
-	c.outMu.Lock()
-	c.watchWritable(false)
-	c.outMu.Unlock()
-	c.tryFlush() // asks for EPOLLOUT again if the socket is still full
-}
-
-// setWritableInterest adds or removes EPOLLOUT for c (from any goroutine;
-// the caller serialises calls for one connection with its outMu).
-func (l *eventLoop) setWritableInterest(c *session, on bool) {
-	c.fdMu.RLock()
-	defer c.fdMu.RUnlock()
-	if c.fdClosed {
-		return
-	}
-	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
-	if on {
-		events |= unix.EPOLLOUT
-	}
-	ev := unix.EpollEvent{Events: events, Fd: int32(c.fd)}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
 }
 
 // loopYieldEvery is how long a busy event loop runs before it yields to
@@ -421,13 +399,88 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 }
 
 // drop forgets and closes a connection.
-func (l *eventLoop) drop(c *session) {
-	delete(l.conns, c.fd)
-	l.s.closeSession(c)
-	c.fdMu.Lock()
-	if !c.fdClosed {
-		c.fdClosed = true
-		syscall.Close(c.fd) // also leaves the epoll set
+func (l *eventLoop) drop(lc *loopConn) {
+	delete(l.conns, lc.fd)
+	l.s.closeSession(lc.c)
+	lc.fdMu.Lock()
+	if !lc.fdClosed {
+		lc.fdClosed = true
+		syscall.Close(lc.fd) // also leaves the epoll set
 	}
-	c.fdMu.Unlock()
+	lc.fdMu.Unlock()
+}
+
+// loopConn is the event-loop transport of one connection: its loop reads
+// it, and writes what the socket refused once it is writable again.
+type loopConn struct {
+	c    *session
+	fd   int
+	loop *eventLoop
+	// fdMu keeps a write from another goroutine off a closed (and maybe
+	// reused) descriptor; a leaf lock.
+	fdMu     sync.RWMutex
+	fdClosed bool
+	// closeRequested: close was called from elsewhere; the loop drops the
+	// connection at its next event.
+	closeRequested atomic.Bool
+	// watching: EPOLLOUT is requested; guarded by c.out.mu, so that the
+	// flag and the poller's interest change together.
+	watching bool
+	inbuf    []byte // an incomplete request; loop goroutine only
+}
+
+func (lc *loopConn) write(p []byte) (int, error) {
+	lc.fdMu.RLock()
+	defer lc.fdMu.RUnlock()
+	if lc.fdClosed {
+		return 0, net.ErrClosed
+	}
+	return writeSome(lc.fd, p)
+}
+
+// awaitWritable asks the loop to report when the socket takes output
+// again; the loop then writes (writable).
+func (lc *loopConn) awaitWritable() { lc.watchWritable(true) }
+
+// writable writes the output the socket refused before; it asks for
+// EPOLLOUT again if the socket is still full.
+func (lc *loopConn) writable() {
+	o := lc.c.out
+	o.mu.Lock()
+	lc.watchWritable(false)
+	o.mu.Unlock()
+	o.writeOut(lc.write, true)
+}
+
+// watchWritable adds or removes EPOLLOUT; c.out.mu must be held.
+func (lc *loopConn) watchWritable(on bool) {
+	if lc.watching == on {
+		return
+	}
+	lc.watching = on
+	lc.fdMu.RLock()
+	defer lc.fdMu.RUnlock()
+	if lc.fdClosed {
+		return
+	}
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
+	if on {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Fd: int32(lc.fd)}
+	unix.EpollCtl(lc.loop.epfd, unix.EPOLL_CTL_MOD, lc.fd, &ev)
+}
+
+// close shuts the socket down from any goroutine; the loop sees it end
+// and closes it.
+func (lc *loopConn) close() {
+	// Linux goes on delivering what the peer sends after a shutdown, so the
+	// loop is also told to drop the connection at its next event instead
+	// of reading on.
+	lc.closeRequested.Store(true)
+	lc.fdMu.RLock()
+	if !lc.fdClosed {
+		syscall.Shutdown(lc.fd, syscall.SHUT_RDWR)
+	}
+	lc.fdMu.RUnlock()
 }

@@ -10,6 +10,5 @@ import (
 // eventLoop is Linux-only; elsewhere each connection has its goroutines.
 type eventLoop struct{}
 
-func (*eventLoop) stop()                              {}
-func (*eventLoop) setWritableInterest(*session, bool) {}
-func (s *Server) serveLoop(l *net.TCPListener) error  { return errors.New("the event loop needs Linux") }
+func (*eventLoop) stop()                             {}
+func (s *Server) serveLoop(l *net.TCPListener) error { return errors.New("the event loop needs Linux") }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net"
 	"os"
 	"strconv"
 	"syscall"
@@ -65,11 +64,4 @@ func acceptedFD(t *testing.T, server, client string) int {
 	}
 	t.Fatalf("no socket from %s to %s", server, client)
 	return -1
-}
-
-func sockaddrString(sa syscall.Sockaddr) string {
-	if a, ok := sa.(*syscall.SockaddrInet4); ok {
-		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
-	}
-	return ""
 }

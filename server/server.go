@@ -267,14 +267,16 @@ func (s *Server) accept(nc net.Conn, id uint64) {
 		s.cfg.KeepAlive.setConn(tc)
 		tc.SetNoDelay(true)
 	}
-	c := newSession(s, id, nc)
+	t := newGoConn(nc)
+	c := newSession(s, id, nc.RemoteAddr().String(), t)
+	t.out = c.out
 	if !s.admit(c, true) {
 		nc.Close()
 		return
 	}
 	go func() {
 		defer s.connWG.Done()
-		c.serve()
+		t.serve(c)
 	}()
 }
 
@@ -319,8 +321,7 @@ func (s *Server) closeSession(c *session) {
 	delete(s.sessions, c.id)
 	s.unlock()
 
-	c.releaseBuffers() // and marks it dead
-	close(c.done)
+	c.out.release() // and marks it dead
 	c.closeConn()
 	s.metrics.connections.Dec()
 }
@@ -400,7 +401,7 @@ func (s *Server) function(name string) *function {
 // goroutine, without waking each connection's writer.
 func (s *Server) unlock() {
 	for _, c := range s.unlockTakingFlushes() {
-		c.tryFlush()
+		c.out.flush()
 	}
 }
 
@@ -410,7 +411,7 @@ func (s *Server) unlock() {
 // burst's JOB_CREATED packets in one system call.
 func (s *Server) unlockToWriters() {
 	for _, c := range s.unlockTakingFlushes() {
-		c.flushLater()
+		c.out.flushLater()
 	}
 }
 

@@ -228,7 +228,7 @@ func heldNow(s *Server, c *soakConn, sent uint64) bool {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		s.mu.Lock()
 		for _, sc := range s.sessions {
-			if sc.nc != nil && sc.nc.RemoteAddr().String() == local && sc.heard == sent {
+			if sc.peer == local && sc.heard == sent {
 				held := sc.held != 0
 				s.mu.Unlock()
 				return held
