@@ -18,7 +18,7 @@ func VersionString() string { return "1.1.20+gearbridge-" + gearbridge.Version }
 
 // handleAdmin answers one text admin line, byte for byte as gearmand 1.1.20
 // does where gearmand is sane. Listings end in "\n", OK and ERR lines in
-// "\r\n": gearadmin and Zuul depend on both.
+// "\r\n": gearadmin and Zuul depend on both. s.mu must be held.
 func (s *Server) handleAdmin(c *session, line []byte) {
 	s.metrics.adminCommands.Inc()
 	args := protocol.AdminFields(line)
@@ -26,11 +26,6 @@ func (s *Server) handleAdmin(c *session, line []byte) {
 	if len(args) > 0 {
 		cmd = strings.ToLower(args[0])
 	}
-	s.mu.Lock()
-	defer s.unlock()
-	s.current = c
-	defer func() { s.current = nil }()
-
 	var out []byte
 	switch cmd {
 	case "status":

@@ -27,7 +27,14 @@ type eventLoop struct {
 	lfd    int // a dup of the listener's socket
 	wakefd int // eventfd: stop
 	conns  map[int]*loopConn
-	buf    []byte
+
+	// A turn's requests are handled together, under one acquisition of
+	// the scheduler's lock: the loop reads every ready connection into
+	// arena, then handles what it read (handleReady).
+	arena   []byte
+	used    int         // bytes of arena holding this turn's reads
+	ready   []*loopConn // connections read this turn, in read order
+	newJobs []*job      // jobs to persist once the lock is released
 
 	// Out of file descriptors, the loop takes the listener out of its
 	// epoll set until acceptResume, backing off like Serve does.
@@ -38,7 +45,15 @@ type eventLoop struct {
 	stopOnce sync.Once
 }
 
-const loopReadSize = 64 << 10
+const (
+	// loopReadSize is the most one read takes from a connection.
+	loopReadSize = 64 << 10
+	// loopArenaSize bounds what one turn reads before handling it, and so
+	// how long the loop holds the scheduler's lock at a time.
+	loopArenaSize = 256 << 10
+	// loopMinRead: with less arena left, the turn so far is handled first.
+	loopMinRead = 16 << 10
+)
 
 func (s *Server) serveLoop(l *net.TCPListener) error {
 	f, err := l.File() // a dup; the listener keeps its own descriptor
@@ -108,7 +123,7 @@ func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("event loop: eventfd: %w", err)
 	}
-	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: wfd, conns: map[int]*loopConn{}, buf: make([]byte, loopReadSize)}
+	l := &eventLoop{s: s, epfd: epfd, lfd: lfd, wakefd: wfd, conns: map[int]*loopConn{}, arena: make([]byte, loopArenaSize)}
 	watch := []unix.EpollEvent{
 		{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)},
 		{Events: unix.EPOLLIN, Fd: int32(l.wakefd)},
@@ -205,6 +220,7 @@ func (l *eventLoop) run() error {
 				}
 			}
 		}
+		l.handleReady()
 	}
 	l.shutdown()
 	return nil
@@ -292,80 +308,122 @@ func sockaddrString(sa syscall.Sockaddr) string {
 }
 
 // readable reads what the socket has (one read: the poll is level
-// triggered, so anything left is reported again) and handles every
-// complete message.
+// triggered, so anything left is reported again) into the turn's arena;
+// handleReady handles it.
 func (l *eventLoop) readable(lc *loopConn) {
-	c := lc.c
 	if lc.closeRequested.Load() {
 		l.drop(lc)
 		return
 	}
-	n, err := syscall.Read(lc.fd, l.buf)
+	if len(l.arena)-l.used < loopMinRead {
+		l.handleReady()
+	}
+	space := l.arena[l.used:min(len(l.arena), l.used+loopReadSize)]
+	n, err := syscall.Read(lc.fd, space)
 	if n > 0 {
-		data := l.buf[:n]
+		l.used += n
+		data := space[:n]
 		if len(lc.inbuf) > 0 {
 			lc.inbuf = append(lc.inbuf, data...)
 			data = lc.inbuf
 		}
-		rest, ok := l.process(c, data)
-		if !ok {
-			l.drop(lc)
-			return
-		}
-		// Keep an incomplete message for the next read.
-		switch {
-		case len(rest) == 0 && cap(lc.inbuf) > loopReadSize:
-			lc.inbuf = nil // do not hold a big packet's buffer
-		case len(rest) > 0 && len(rest) == len(lc.inbuf) && &rest[0] == &lc.inbuf[0]:
-			// Nothing was consumed: the buffer already holds rest. (Copying
-			// it onto itself after every read made a large request that
-			// arrives in many reads cost quadratic time.)
-		default:
-			lc.inbuf = append(lc.inbuf[:0], rest...)
-		}
-		var held int64
-		if cap(lc.inbuf) > loopReadSize {
-			held = int64(cap(lc.inbuf)) // a large request still arriving
-		}
-		if !c.out.setInbuf(held) {
-			s := l.s
-			s.metrics.memoryClosed.Inc()
-			s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", c.id, "peer", c.peer, "held_bytes", held)
-			l.drop(lc)
-			return
-		}
-		c.out.flush()
+		lc.unread = data
+		l.ready = append(l.ready, lc)
+		return
 	}
 	if n == 0 || (err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR)) {
 		l.drop(lc)
 	}
 }
 
-// process handles the complete messages at the start of data and returns
-// the bytes of an incomplete last one. ok is false when the connection
-// must be closed.
-func (l *eventLoop) process(c *session, data []byte) (rest []byte, ok bool) {
+// handleReady handles the complete requests the turn read, all under one
+// acquisition of the scheduler's lock, and then writes the replies and
+// persists the new jobs outside it. Under load, each loop takes the lock
+// once for many requests instead of once for each: the loops do not queue
+// up on the lock, and the scheduler's state stays in one core's cache
+// for a whole batch.
+func (l *eventLoop) handleReady() {
+	if len(l.ready) == 0 {
+		return
+	}
+	s := l.s
+	s.mu.Lock()
+	for _, lc := range l.ready {
+		lc.unread, lc.failed = l.process(lc.c, lc.unread)
+	}
+	others := s.unlockTakingFlushes()
+	for _, j := range l.newJobs {
+		s.persist(j)
+	}
+	clear(l.newJobs)
+	l.newJobs = l.newJobs[:0]
+	for _, lc := range l.ready {
+		if lc.failed {
+			l.drop(lc)
+			continue
+		}
+		l.keepUnread(lc)
+		lc.c.out.flush()
+	}
+	for _, c := range others {
+		c.out.flush()
+	}
+	clear(l.ready)
+	l.ready = l.ready[:0]
+	l.used = 0
+}
+
+// keepUnread keeps lc's incomplete request for the next read: the arena is
+// reused for the next turn.
+func (l *eventLoop) keepUnread(lc *loopConn) {
+	rest := lc.unread
+	lc.unread = nil
+	switch {
+	case len(rest) == 0 && cap(lc.inbuf) > loopReadSize:
+		lc.inbuf = nil // do not hold a big packet's buffer
+	case len(rest) == 0:
+		lc.inbuf = lc.inbuf[:0]
+	case len(rest) == len(lc.inbuf) && &rest[0] == &lc.inbuf[0]:
+		// Nothing was consumed: the buffer already holds rest. (Copying
+		// it onto itself after every read made a large request that
+		// arrives in many reads cost quadratic time.)
+	default:
+		lc.inbuf = append(lc.inbuf[:0], rest...)
+	}
+	var held int64
+	if cap(lc.inbuf) > loopReadSize {
+		held = int64(cap(lc.inbuf)) // a large request still arriving
+	}
+	if !lc.c.out.setInbuf(held) {
+		s := l.s
+		s.metrics.memoryClosed.Inc()
+		s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", lc.c.id, "peer", lc.c.peer, "held_bytes", held)
+		l.drop(lc)
+	}
+}
+
+// process handles the complete messages at the start of data, with s.mu
+// held, and returns the bytes of an incomplete last one. failed is true
+// when the connection must be closed.
+func (l *eventLoop) process(c *session, data []byte) (rest []byte, failed bool) {
 	s := l.s
 	for len(data) > 0 {
 		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
 		if err != nil {
 			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
-			return nil, false
+			return nil, true
 		}
 		if size == 0 {
 			break
 		}
 		msg, err := protocol.DecodeRequest(data[:size])
 		data = data[size:]
-		if !s.handleRead(c, msg, err) {
+		if !s.handleHeld(c, msg, err, &l.newJobs) {
 			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
-			return nil, false
-		}
-		if c.out.pending() > flushEvery {
-			c.out.flush()
+			return nil, true
 		}
 	}
-	return data, true
+	return data, false
 }
 
 // loopYieldEvery is how long a busy event loop runs before it yields to
@@ -426,7 +484,13 @@ type loopConn struct {
 	// watching: EPOLLOUT is requested; guarded by c.out.mu, so that the
 	// flag and the poller's interest change together.
 	watching bool
-	inbuf    []byte // an incomplete request; loop goroutine only
+
+	// Loop goroutine only: inbuf holds an incomplete request between
+	// reads; unread is what this turn read and has not handled, failed
+	// says the connection must be closed after the turn.
+	inbuf  []byte
+	unread []byte
+	failed bool
 }
 
 func (lc *loopConn) write(p []byte) (int, error) {

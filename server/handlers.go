@@ -29,38 +29,38 @@ const (
 // codec refused, which gets gearmand's ERROR reply. It reports false for
 // any other error, after which the connection is closed.
 func (s *Server) handleRead(c *session, msg protocol.Message, err error) bool {
+	var newJobs []*job
+	s.mu.Lock()
+	ok := s.handleHeld(c, msg, err, &newJobs)
+	s.unlock()
+	for _, j := range newJobs {
+		s.persist(j)
+	}
+	return ok
+}
+
+// handleHeld is handleRead with s.mu held: the event loop takes the lock
+// once for all the requests of its turn. A new job is appended to newJobs;
+// the caller persists it once the lock is released.
+func (s *Server) handleHeld(c *session, msg protocol.Message, err error, newJobs *[]*job) bool {
 	var perr *protocol.ProtocolError
+	s.current = c // c's own replies are written with the rest of its batch
+	defer func() { s.current = nil }()
 	switch {
+	case err == nil && msg.Packet == nil:
+		s.handleAdmin(c, msg.Line)
 	case err == nil:
-		s.handle(c, msg)
+		s.countPacket(msg.Packet)
+		if j := s.dispatch(c, msg.Packet); j != nil {
+			*newJobs = append(*newJobs, j)
+		}
 	case errors.As(err, &perr):
 		s.countPacket(msg.Packet)
-		s.mu.Lock()
-		s.current = c // c's own reply: written with the rest of its batch
 		s.send(c, protocol.AppendError(nil, perr.Code, perr.Text))
-		s.current = nil
-		s.unlock()
 	default:
 		return false
 	}
 	return true
-}
-
-// handle answers one message from c.
-func (s *Server) handle(c *session, msg protocol.Message) {
-	if msg.Packet == nil {
-		s.handleAdmin(c, msg.Line)
-		return
-	}
-	s.countPacket(msg.Packet)
-	s.mu.Lock()
-	s.current = c
-	newJob := s.dispatch(c, msg.Packet)
-	s.current = nil
-	s.unlock()
-	if newJob != nil {
-		s.persist(newJob)
-	}
 }
 
 // persist hands a new job to the store; the job becomes visible when the
