@@ -25,8 +25,18 @@ type eventLoop struct {
 	s      *Server
 	epfd   int
 	lfd    int // a dup of the listener's socket
-	wakefd int // eventfd: stop
+	wakefd int // eventfd: stop, or connections handed over
 	conns  map[int]*loopConn
+	group  []*eventLoop // the loops sharing the listener, this one too
+
+	// count is how many connections the loop serves, or has been handed;
+	// a new connection goes to the loop with the fewest (see place).
+	count atomic.Int64
+	// handed: connections another loop accepted for this one, waiting to
+	// be watched; guarded by handMu.
+	handMu   sync.Mutex
+	handed   []*loopConn
+	stopping atomic.Bool
 
 	// A turn's requests are handled together, under one acquisition of
 	// the scheduler's lock: the loop reads every ready connection into
@@ -83,6 +93,9 @@ func (s *Server) serveLoop(l *net.TCPListener) error {
 		}
 		loops = append(loops, l)
 	}
+	for _, l := range loops {
+		l.group = loops
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -111,8 +124,9 @@ func (s *Server) serveLoop(l *net.TCPListener) error {
 }
 
 // newEventLoop makes a loop that accepts from lfd. Every loop watches the
-// listener with EPOLLEXCLUSIVE, so the kernel wakes one of them for a new
-// connection and that loop serves it from then on.
+// listener with EPOLLEXCLUSIVE, so the kernel wakes one of them for new
+// connections; that loop takes every waiting one and places each on the
+// loop that serves the fewest (place), which serves it from then on.
 func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -140,9 +154,15 @@ func newEventLoop(s *Server, lfd int) (*eventLoop, error) {
 // stop makes run return (from any goroutine).
 func (l *eventLoop) stop() {
 	l.stopOnce.Do(func() {
-		one := [8]byte{1}
-		syscall.Write(l.wakefd, one[:])
+		l.stopping.Store(true)
+		l.wake()
 	})
+}
+
+// wake makes the loop look at its wakefd: stop, or connections handed.
+func (l *eventLoop) wake() {
+	one := [8]byte{1}
+	syscall.Write(l.wakefd, one[:])
 }
 
 // closeFDs closes the loop's own descriptors, once, after run has returned
@@ -206,7 +226,10 @@ func (l *eventLoop) run() error {
 			case l.lfd:
 				l.accept()
 			case l.wakefd:
-				stopped = true
+				var count [8]byte
+				syscall.Read(l.wakefd, count[:]) // resets the eventfd
+				stopped = l.stopping.Load()
+				l.watchHanded()
 			default:
 				lc := l.conns[fd]
 				if lc == nil {
@@ -228,6 +251,8 @@ func (l *eventLoop) run() error {
 
 // shutdown closes every connection the loop still has.
 func (l *eventLoop) shutdown() {
+	l.stopping.Store(true) // no more hand-overs (see handOver)
+	l.watchHanded()
 	for _, lc := range l.conns {
 		l.drop(lc)
 	}
@@ -251,20 +276,80 @@ func (l *eventLoop) accept() {
 		syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		l.s.cfg.KeepAlive.setFD(nfd)
 		s := l.s
-		lc := &loopConn{fd: nfd, loop: l}
+		target := l.place()
+		lc := &loopConn{fd: nfd, loop: target}
 		lc.c = newSession(s, s.nextConnID.Add(1), sockaddrString(sa), lc)
 		if !s.admit(lc.c, false) {
+			target.count.Add(-1)
 			syscall.Close(nfd)
 			continue
 		}
-
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(nfd)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, nfd, &ev); err != nil {
-			s.log.Warn("cannot watch a new connection", "err", err)
-			l.drop(lc)
+		if target != l && target.handOver(lc) {
 			continue
 		}
-		l.conns[nfd] = lc
+		l.watch(lc)
+	}
+}
+
+// place picks the loop that serves the fewest connections (this one on a
+// tie: no hand-over) and counts the new connection there. Accepting
+// takes every waiting connection, so without this a burst of connections
+// would all land on the loop the kernel woke first.
+func (l *eventLoop) place() *eventLoop {
+	best, least := l, l.count.Load()
+	for _, o := range l.group {
+		if n := o.count.Load(); n < least {
+			best, least = o, n
+		}
+	}
+	best.count.Add(1)
+	return best
+}
+
+// handOver gives an accepted connection to loop l, which watches it at
+// its next turn. It reports false if l is stopping.
+func (l *eventLoop) handOver(lc *loopConn) bool {
+	l.handMu.Lock()
+	if l.stopping.Load() {
+		l.handMu.Unlock()
+		return false
+	}
+	l.handed = append(l.handed, lc)
+	l.handMu.Unlock()
+	l.wake()
+	return true
+}
+
+// watchHanded watches the connections other loops handed over.
+func (l *eventLoop) watchHanded() {
+	l.handMu.Lock()
+	handed := l.handed
+	l.handed = nil
+	l.handMu.Unlock()
+	for _, lc := range handed {
+		l.watch(lc)
+	}
+}
+
+// watch adds a connection to the loop's epoll set and serves it.
+func (l *eventLoop) watch(lc *loopConn) {
+	o := lc.c.out
+	o.mu.Lock()       // lc.loop and watching change together
+	if lc.loop != l { // the loop it was placed on is stopping
+		l.count.Add(1)
+		lc.loop.count.Add(-1)
+		lc.loop = l
+	}
+	events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP)
+	if lc.watching {
+		events |= unix.EPOLLOUT
+	}
+	o.mu.Unlock()
+	l.conns[lc.fd] = lc
+	ev := unix.EpollEvent{Events: events, Fd: int32(lc.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, lc.fd, &ev); err != nil {
+		l.s.log.Warn("cannot watch a new connection", "err", err)
+		l.drop(lc)
 	}
 }
 
@@ -459,6 +544,7 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 // drop forgets and closes a connection.
 func (l *eventLoop) drop(lc *loopConn) {
 	delete(l.conns, lc.fd)
+	l.count.Add(-1)
 	l.s.closeSession(lc.c)
 	lc.fdMu.Lock()
 	if !lc.fdClosed {
