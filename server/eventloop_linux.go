@@ -44,6 +44,7 @@ type eventLoop struct {
 	arena   []byte
 	used    int         // bytes of arena holding this turn's reads
 	ready   []*loopConn // connections read this turn, in read order
+	msgs    []loopMsg   // their complete requests, decoded
 	newJobs []*job      // jobs to persist once the lock is released
 
 	// Out of file descriptors, the loop takes the listener out of its
@@ -421,20 +422,29 @@ func (l *eventLoop) readable(lc *loopConn) {
 	}
 }
 
-// handleReady handles the complete requests the turn read, all under one
-// acquisition of the scheduler's lock, and then writes the replies and
-// persists the new jobs outside it. Under load, each loop takes the lock
-// once for many requests instead of once for each: the loops do not queue
-// up on the lock, and the scheduler's state stays in one core's cache
-// for a whole batch.
+// handleReady handles the complete requests the turn read. They are
+// decoded first; then all of them are handled under one acquisition of the
+// scheduler's lock; the replies are written and the new jobs persisted
+// outside it. Under load each loop takes the lock once for many requests
+// instead of once for each: the loops do not queue up on the lock, and
+// the scheduler's state stays in one core's cache for a whole batch.
 func (l *eventLoop) handleReady() {
 	if len(l.ready) == 0 {
 		return
 	}
 	s := l.s
-	s.mu.Lock()
 	for _, lc := range l.ready {
-		lc.unread, lc.failed = l.process(lc.c, lc.unread)
+		l.decode(lc)
+	}
+	s.mu.Lock()
+	for _, m := range l.msgs {
+		if m.lc.failed {
+			continue // closing: nothing after a fatal request is handled
+		}
+		if !s.handleHeld(m.lc.c, m.msg, m.err, &l.newJobs) {
+			s.log.Debug("closing connection", "conn", m.lc.c.id, "peer", m.lc.c.peer, "err", m.err)
+			m.lc.failed = true
+		}
 	}
 	others := s.unlockTakingFlushes()
 	for _, j := range l.newJobs {
@@ -442,8 +452,10 @@ func (l *eventLoop) handleReady() {
 	}
 	clear(l.newJobs)
 	l.newJobs = l.newJobs[:0]
+	clear(l.msgs)
+	l.msgs = l.msgs[:0]
 	for _, lc := range l.ready {
-		if lc.failed {
+		if lc.failed || lc.badFrame {
 			l.drop(lc)
 			continue
 		}
@@ -456,6 +468,40 @@ func (l *eventLoop) handleReady() {
 	clear(l.ready)
 	l.ready = l.ready[:0]
 	l.used = 0
+}
+
+// loopMsg is one request an event loop read: a message, or the error that
+// decoding it gave.
+type loopMsg struct {
+	lc  *loopConn
+	msg protocol.Message
+	err error
+}
+
+// decode appends the complete requests at the start of lc.unread to the
+// turn's messages and leaves the bytes of an incomplete last one in
+// lc.unread. A frame that cannot be a request (badFrame) closes the
+// connection once the requests before it are handled.
+func (l *eventLoop) decode(lc *loopConn) {
+	s := l.s
+	data := lc.unread
+	for len(data) > 0 {
+		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
+		if err != nil {
+			s.log.Debug("closing connection", "conn", lc.c.id, "peer", lc.c.peer, "err", err)
+			lc.badFrame = true
+			data = nil
+			break
+		}
+		if size == 0 {
+			break
+		}
+		msg, err := protocol.DecodeRequest(data[:size])
+		data = data[size:]
+		s.countPacket(msg.Packet)
+		l.msgs = append(l.msgs, loopMsg{lc: lc, msg: msg, err: err})
+	}
+	lc.unread = data
 }
 
 // keepUnread keeps lc's incomplete request for the next read: the arena is
@@ -485,30 +531,6 @@ func (l *eventLoop) keepUnread(lc *loopConn) {
 		s.log.Warn("closing a connection whose request would take buffer memory far over --max-buffer-memory", "conn", lc.c.id, "peer", lc.c.peer, "held_bytes", held)
 		l.drop(lc)
 	}
-}
-
-// process handles the complete messages at the start of data, with s.mu
-// held, and returns the bytes of an incomplete last one. failed is true
-// when the connection must be closed.
-func (l *eventLoop) process(c *session, data []byte) (rest []byte, failed bool) {
-	s := l.s
-	for len(data) > 0 {
-		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
-		if err != nil {
-			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
-			return nil, true
-		}
-		if size == 0 {
-			break
-		}
-		msg, err := protocol.DecodeRequest(data[:size])
-		data = data[size:]
-		if !s.handleHeld(c, msg, err, &l.newJobs) {
-			s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
-			return nil, true
-		}
-	}
-	return data, false
 }
 
 // loopYieldEvery is how long a busy event loop runs before it yields to
@@ -572,11 +594,13 @@ type loopConn struct {
 	watching bool
 
 	// Loop goroutine only: inbuf holds an incomplete request between
-	// reads; unread is what this turn read and has not handled, failed
-	// says the connection must be closed after the turn.
-	inbuf  []byte
-	unread []byte
-	failed bool
+	// reads; unread is what this turn read and has not handled. failed (a
+	// request the server cannot answer) and badFrame (bytes that cannot
+	// be a request) close the connection after the turn.
+	inbuf    []byte
+	unread   []byte
+	failed   bool
+	badFrame bool
 }
 
 func (lc *loopConn) write(p []byte) (int, error) {

@@ -30,6 +30,7 @@ const (
 // any other error, after which the connection is closed.
 func (s *Server) handleRead(c *session, msg protocol.Message, err error) bool {
 	var newJobs []*job
+	s.countPacket(msg.Packet)
 	s.mu.Lock()
 	ok := s.handleHeld(c, msg, err, &newJobs)
 	s.unlock()
@@ -40,8 +41,9 @@ func (s *Server) handleRead(c *session, msg protocol.Message, err error) bool {
 }
 
 // handleHeld is handleRead with s.mu held: the event loop takes the lock
-// once for all the requests of its turn. A new job is appended to newJobs;
-// the caller persists it once the lock is released.
+// once for all the requests of its turn. The caller has counted the
+// packet. A new job is appended to newJobs; the caller persists it once
+// the lock is released.
 func (s *Server) handleHeld(c *session, msg protocol.Message, err error, newJobs *[]*job) bool {
 	var perr *protocol.ProtocolError
 	s.current = c // c's own replies are written with the rest of its batch
@@ -50,12 +52,10 @@ func (s *Server) handleHeld(c *session, msg protocol.Message, err error, newJobs
 	case err == nil && msg.Packet == nil:
 		s.handleAdmin(c, msg.Line)
 	case err == nil:
-		s.countPacket(msg.Packet)
 		if j := s.dispatch(c, msg.Packet); j != nil {
 			*newJobs = append(*newJobs, j)
 		}
 	case errors.As(err, &perr):
-		s.countPacket(msg.Packet)
 		s.send(c, protocol.AppendError(nil, perr.Code, perr.Text))
 	default:
 		return false

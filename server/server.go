@@ -2,6 +2,34 @@
 // (queues, coalescing, wake-ups, retries), the text admin protocol and the
 // HTTP endpoints. It takes its store as a gearbridge.Store and knows nothing
 // of bbolt or Jenkins.
+//
+// # Locks and ownership
+//
+// Locks are taken in this order, and only in this order:
+//
+//  1. Server.mu, the scheduler lock: functions, queues, jobs, uniques,
+//     sessions, the delayed heap, and every field of session and job
+//     that is not named below. Handlers run with it held.
+//  2. output.mu, one per connection (output.go): the queued bytes and the
+//     buffer memory a connection holds; loopConn.watching and .loop.
+//  3. loopConn.fdMu, one per event-loop connection: the descriptor is
+//     not closed under a write.
+//
+// eventLoop.handMu and the store's own locks are taken alone. The store
+// calls back (committed) without its locks, and Server.mu is never held
+// while calling the store: new jobs are persisted after the unlock.
+//
+// Without a lock: an event loop's connection map, read arena and batch
+// (eventLoop.conns, arena, ready, msgs) and its connections' input
+// (loopConn.inbuf, unread) belong to the loop's goroutine. Counters that
+// any goroutine reads are atomics: connection IDs, loop connection
+// counts, buffer totals, metrics.
+//
+// No system call runs under Server.mu. Requests are decoded before it is
+// taken and replies written after it is released (Server.unlock), so the
+// lock covers only the scheduler's bookkeeping: an event loop takes it
+// once per turn for every request the turn read (eventloop_linux.go),
+// the goroutine transport once per request.
 package server
 
 import (

@@ -35,7 +35,7 @@ func TestServeFlagsRejectNonsense(t *testing.T) {
 		{"--grab-hold", "1s"},
 		{"--grab-hold", "-1ms"},
 		{"--busy-poll", "-1us"},
-		{"--event-loops", "0"},
+		{"--event-loops", "-1"},
 		{"--event-loops", "2", "--event-loop=false"},
 		{"--max-connections", "-5"},
 		{"extra-arg"},
