@@ -15,9 +15,11 @@
 //  3. loopConn.fdMu, one per event-loop connection: the descriptor is
 //     not closed under a write.
 //
-// eventLoop.handMu and the store's own locks are taken alone. The store
-// calls back (committed) without its locks, and Server.mu is never held
-// while calling the store: new jobs are persisted after the unlock.
+// The store's lock comes after Server.mu too: Store.SetAttempts and
+// Store.Remove are called under it and only queue an operation. Store.Add
+// is called after the unlock (new jobs are persisted once it is
+// released), and the store calls back (committed) without its locks.
+// eventLoop.handMu is taken alone.
 //
 // Without a lock: an event loop's connection map, read arena and batch
 // (eventLoop.conns, arena, ready, msgs) and its connections' input
@@ -25,9 +27,9 @@
 // any goroutine reads are atomics: connection IDs, loop connection
 // counts, buffer totals, metrics.
 //
-// No system call runs under Server.mu. Requests are decoded before it is
-// taken and replies written after it is released (Server.unlock), so the
-// lock covers only the scheduler's bookkeeping: an event loop takes it
+// No I/O runs under Server.mu. Requests are decoded before it is taken
+// and replies written after it is released (Server.unlock), so the lock
+// covers only the scheduler's bookkeeping: an event loop takes it
 // once per turn for every request the turn read (eventloop_linux.go),
 // the goroutine transport once per request.
 package server
