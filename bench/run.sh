@@ -25,7 +25,9 @@
 # submit-bg drain roundtrip idle-workers durable bridge; default all),
 # BENCH_SCHED (cload's scheduling policy: batch,
 # the default, or other; see bench/cload/cload.c), GEARMAND (/usr/sbin/gearmand),
-# BENCH_GB_ARGS (extra flags for gearbridge serve, e.g. --grab-hold 10ms).
+# BENCH_GB_ARGS (extra flags for gearbridge serve, e.g. --grab-hold 10ms),
+# BENCH_BIN_DIR (use the binaries there instead of building them; see
+# bench/device-prepare.sh).
 #
 # BENCH_ONLY=scale is the many-core group (not in the default set): the
 # scenarios at 16 and 64 clients and 2,000 idle workers, gearbridge with 1
@@ -81,7 +83,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if $servers; then
+if $servers && [[ -n ${BENCH_BIN_DIR:-} ]]; then
+	# Built beforehand (bench/device-prepare.sh), for a machine that has
+	# neither Go nor a C compiler.
+	echo "using gearbridge, loadgen and cload from $BENCH_BIN_DIR"
+	cp "$BENCH_BIN_DIR/gearbridge" "$BENCH_BIN_DIR/loadgen" "$BENCH_BIN_DIR/cload" "$tmp/"
+elif $servers; then
 	echo "building gearbridge, loadgen and cload..."
 	go build -o "$tmp/gearbridge" ./cmd/gearbridge
 	go build -o "$tmp/loadgen" ./bench/loadgen
