@@ -27,7 +27,6 @@ type buffers struct {
 	limit int64 // 0: no limit
 	used  atomic.Int64
 	kick  chan struct{} // wakes the governor
-	stop  chan struct{}
 
 	// governor goroutine only
 	peak      int64
@@ -41,7 +40,7 @@ type buffers struct {
 var errOverBudget = errors.New("buffer memory over --max-buffer-memory")
 
 func newBuffers(limit int64) *buffers {
-	return &buffers{limit: limit, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &buffers{limit: limit, kick: make(chan struct{}, 1)}
 }
 
 func (b *buffers) wake() {
@@ -168,7 +167,7 @@ func (s *Server) governBuffers() {
 	for {
 		select {
 		case <-s.buf.kick:
-		case <-s.buf.stop:
+		case <-s.quit:
 			return
 		}
 		s.tighten()

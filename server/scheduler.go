@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gearbridge/gearbridge/protocol"
@@ -464,10 +465,68 @@ func (s *Server) newHandle() (uint64, string) {
 	return s.lastID, s.cfg.HandlePrefix + ":" + strconv.FormatUint(s.lastID, 10)
 }
 
+// commitResult is the store's answer for one job.
+type commitResult struct {
+	j   *job
+	err error
+}
+
+// commits carries the store's answers to the scheduler. The store answers
+// a whole batch in a burst, one job at a time; taking the scheduler lock
+// for each would queue the store's notifier behind the event loops once
+// per job. Instead the answers gather here and one goroutine (deliver)
+// applies all that have gathered under one acquisition of the lock.
+type commits struct {
+	mu      sync.Mutex
+	results []commitResult
+	spare   []commitResult
+	kick    chan struct{} // results were added to an empty list
+}
+
 // committed is called when the store has (or has not) made j durable.
 func (s *Server) committed(j *job, err error) {
-	s.mu.Lock()
-	defer s.unlockToWriters()
+	q := &s.commits
+	q.mu.Lock()
+	q.results = append(q.results, commitResult{j, err})
+	first := len(q.results) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deliverCommits runs until the server closes, applying the store's
+// answers as they come.
+func (s *Server) deliverCommits() {
+	q := &s.commits
+	for {
+		select {
+		case <-q.kick:
+		case <-s.quit:
+			return
+		}
+		q.mu.Lock()
+		batch := q.results
+		q.results, q.spare = q.spare[:0], nil
+		q.mu.Unlock()
+		s.mu.Lock()
+		for _, r := range batch {
+			s.applyCommit(r.j, r.err)
+		}
+		s.unlockToWriters()
+		clear(batch)
+		q.mu.Lock()
+		q.spare = batch[:0]
+		q.mu.Unlock()
+	}
+}
+
+// applyCommit makes j visible to workers, or refuses it, once the store
+// has answered; s.mu must be held.
+func (s *Server) applyCommit(j *job, err error) {
 	waiters := j.commitWaiters
 	j.commitWaiters = nil
 	j.fn.pending--

@@ -19,7 +19,8 @@
 // Store.Remove are called under it and only queue an operation. Store.Add
 // is called after the unlock (new jobs are persisted once it is
 // released), and the store calls back (committed) without its locks.
-// eventLoop.handMu is taken alone.
+// eventLoop.handMu and commits.mu (the store's answers on their way to
+// the scheduler) are taken alone.
 //
 // Without a lock: an event loop's connection map, read arena and batch
 // (eventLoop.conns, arena, ready, msgs) and its connections' input
@@ -138,10 +139,12 @@ type Server struct {
 	loops       []*eventLoop
 	listeners   []net.Listener
 	closing     bool
-	bufStopped  bool // the buffer governor was told to stop
+	quit        chan struct{} // closed by Close: the server's goroutines end
+	quitClosed  bool
 	connWG      sync.WaitGroup
 	nextConnID  atomic.Uint64
 	refusals    refusalLog
+	commits     commits // the store's answers, on their way to the scheduler
 }
 
 // New creates a server and restores the store's jobs into its queues.
@@ -180,7 +183,10 @@ func New(cfg Config) (*Server, error) {
 	if err := s.restore(); err != nil {
 		return nil, err
 	}
+	s.commits.kick = make(chan struct{}, 1)
+	s.quit = make(chan struct{})
 	go s.governBuffers()
+	go s.deliverCommits()
 	return s, nil
 }
 
@@ -376,9 +382,9 @@ func (s *Server) Close() error {
 	if s.rewakeTimer != nil {
 		s.rewakeTimer.Stop()
 	}
-	if !s.bufStopped {
-		s.bufStopped = true
-		close(s.buf.stop)
+	if !s.quitClosed {
+		s.quitClosed = true
+		close(s.quit)
 	}
 	s.mu.Unlock()
 	s.connWG.Wait()
