@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gearbridge/gearbridge/protocol"
 )
@@ -67,4 +71,78 @@ func TestEventLoopsShareABurstOfConnections(t *testing.T) {
 		}
 		t.Fatalf("connections per loop %v: not spread (want within 2 of each other)", counts)
 	}
+}
+
+// Many connections pipelining more than a turn's read arena at once: each
+// gets every reply in request order, however the loops split the reads
+// into turns and the turns into lock acquisitions.
+func TestEventLoopsAnswerPipelinesLargerThanATurn(t *testing.T) {
+	const loops, conns, jobs = 2, 16, 3000
+	_, addr := startServer(t, Config{EventLoop: true, EventLoops: loops})
+	payload := bytes.Repeat([]byte("x"), 100)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- pipelineSubmits(addr, i, jobs, payload)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t, addr)
+	if got, want := c.admin("status"), fmt.Sprintf("f\t%d\t0\t0\n.\n", conns*jobs); got != want {
+		t.Fatalf("status %q, want %q", got, want)
+	}
+}
+
+// pipelineSubmits sends jobs background submits and an ECHO_REQ in one
+// write, then checks the replies: JOB_CREATED with rising job IDs, then
+// ECHO_RES.
+func pipelineSubmits(addr string, conn, jobs int, payload []byte) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var req []byte
+	for n := 0; n < jobs; n++ {
+		unique := fmt.Sprintf("c%d-%d", conn, n)
+		req = protocol.AppendRequest(req, protocol.SubmitJobBg, []byte("f"), []byte(unique), payload)
+	}
+	req = protocol.AppendRequest(req, protocol.EchoReq, []byte("end"))
+	if len(req) <= loopArenaSize {
+		return fmt.Errorf("the pipeline is %d bytes, not more than a turn's arena", len(req))
+	}
+	go nc.Write(req) // the replies are read meanwhile
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	r := protocol.NewResponseReader(nc, 1<<20)
+	last := uint64(0)
+	for n := 0; n < jobs; n++ {
+		p, err := r.ReadPacket()
+		if err != nil {
+			return fmt.Errorf("conn %d, reply %d: %w", conn, n, err)
+		}
+		if p.Type != protocol.JobCreated {
+			return fmt.Errorf("conn %d, reply %d: %v %q, want JOB_CREATED", conn, n, p.Type, p.Args)
+		}
+		h := string(p.Args[0])
+		id, err := strconv.ParseUint(h[strings.LastIndexByte(h, ':')+1:], 10, 64)
+		if err != nil || id <= last {
+			return fmt.Errorf("conn %d, reply %d: handle %q after ID %d: out of order", conn, n, h, last)
+		}
+		last = id
+	}
+	p, err := r.ReadPacket()
+	if err != nil || p.Type != protocol.EchoRes || string(p.Args[0]) != "end" {
+		return fmt.Errorf("conn %d: after the submits got %v (%v), want ECHO_RES \"end\"", conn, p, err)
+	}
+	return nil
 }
