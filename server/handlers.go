@@ -25,25 +25,13 @@ const (
 	errReducerTooLong  = "Reducer name too large"
 )
 
-// handleRead handles what c's transport read: a message, or a request the
-// codec refused, which gets gearmand's ERROR reply. It reports false for
-// any other error, after which the connection is closed.
-func (s *Server) handleRead(c *session, msg protocol.Message, err error) bool {
-	var newJobs []*job
-	s.countPacket(msg.Packet)
-	s.mu.Lock()
-	ok := s.handleHeld(c, msg, err, &newJobs)
-	s.unlock()
-	for _, j := range newJobs {
-		s.persist(j)
-	}
-	return ok
-}
-
-// handleHeld is handleRead with s.mu held: the event loop takes the lock
-// once for all the requests of its turn. The caller has counted the
-// packet. A new job is appended to newJobs; the caller persists it once
-// the lock is released.
+// handleHeld handles what c's transport read, with s.mu held: a message,
+// or a request the codec refused, which gets gearmand's ERROR reply. It
+// reports false for any other error, after which the connection is closed.
+// Transports take the lock once for several requests: an event loop for
+// all of its turn's, a reader goroutine for all it has buffered. The
+// caller has counted the packet. A new job is appended to newJobs; the
+// caller persists it once the lock is released.
 func (s *Server) handleHeld(c *session, msg protocol.Message, err error, newJobs *[]*job) bool {
 	var perr *protocol.ProtocolError
 	s.current = c // c's own replies are written with the rest of its batch

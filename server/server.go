@@ -31,8 +31,8 @@
 // No I/O runs under Server.mu. Requests are decoded before it is taken
 // and replies written after it is released (Server.unlock), so the lock
 // covers only the scheduler's bookkeeping: an event loop takes it
-// once per turn for every request the turn read (eventloop_linux.go),
-// the goroutine transport once per request.
+// once per turn for every request the turn read (eventloop_linux.go), a
+// reader goroutine once for every request it has buffered.
 package server
 
 import (

@@ -93,13 +93,31 @@ func (t *goConn) serve(c *session) {
 	go t.writeLoop()
 	defer c.srv.closeSession(c)
 
-	r := protocol.NewReader(t.nc, c.srv.cfg.MaxPacket, maxAdminLine)
+	s := c.srv
+	r := protocol.NewReader(t.nc, s.cfg.MaxPacket, maxAdminLine)
 	r.SetBudget(inputBudget{c.out})
+	var newJobs []*job
 	for {
-		msg, err := r.Read()
-		if !c.srv.handleRead(c, msg, err) {
+		msg, err := r.Read() // may block: outside the lock
+		s.countPacket(msg.Packet)
+		s.mu.Lock()
+		ok := s.handleHeld(c, msg, err, &newJobs)
+		// The requests already buffered are handled under the same
+		// acquisition: reading them cannot block (Ready).
+		for ok && r.Ready() && c.out.pending() <= flushEvery {
+			msg, err = r.Read()
+			s.countPacket(msg.Packet)
+			ok = s.handleHeld(c, msg, err, &newJobs)
+		}
+		s.unlock()
+		for _, j := range newJobs {
+			s.persist(j)
+		}
+		clear(newJobs)
+		newJobs = newJobs[:0]
+		if !ok {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.srv.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
+				s.log.Debug("closing connection", "conn", c.id, "peer", c.peer, "err", err)
 			}
 			return
 		}
