@@ -36,7 +36,8 @@
 # user's clients do not run under SCHED_BATCH), a scaling curve of the
 # 64+64 round trip over 1, 2, 4, 8 and 16 loops, and durable pipelined
 # submit against in-memory. Knobs: SCALE_JOBS (200000), SCALE_DURATION (3,
-# seconds per run).
+# seconds per run), SCALE_PROFILE_DIR (write a CPU and a lock-contention
+# profile of each point of the curve there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -176,7 +177,17 @@ run() {
 	local kind=$1 scenario=$2
 	shift 2
 	start "$kind"
-	local t0 t1
+	local t0 t1 profiler=""
+	if ((${#profile_at[@]})) && [[ -n $metrics ]]; then
+		local base=${metrics%/metrics} dir=${profile_at[0]} tag=${profile_at[1]}
+		(
+			sleep 0.5
+			"$tmp/loadgen" --get "$base/debug/pprof/mutex?seconds=1" >"$dir/mutex-$tag.prof" &
+			"$tmp/loadgen" --get "$base/debug/pprof/profile?seconds=1" >"$dir/cpu-$tag.prof" &
+			wait
+		) &
+		profiler=$!
+	fi
 	t0=$(cpu_ticks)
 	if [[ ${CLIENT:-cload} == loadgen ]]; then
 		local extra=()
@@ -188,6 +199,7 @@ run() {
 			--duration "${DURATION%s}" --sched "$SCHED" "$@")
 	fi
 	t1=$(cpu_ticks)
+	[[ -n $profiler ]] && wait "$profiler"
 	line+=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$(field "$line" jobs)" \
 		'BEGIN { if (n > 0) printf " server_cpu_us_per_job=%.1f", t / hz * 1e6 / n }')
 	stop
@@ -198,6 +210,7 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 summary=()
+profile_at=() # DIR TAG: run takes profiles of gearbridge into DIR
 
 # median LINE...: the line with the median jobs_per_s.
 median() {
@@ -322,8 +335,20 @@ if want scale; then
 	CLIENT=cload scale_pair "2,000 idle workers on 100 functions, 16 clients" idle-workers --idle 2000 --functions 100 --clients 16 --jobs "$SCALE_JOBS"
 	curve=""
 	for loops in 1 2 4 8 16; do
+		if [[ -n ${SCALE_PROFILE_DIR:-} ]]; then
+			# A CPU and a lock-contention profile of each point of the
+			# curve, taken in the middle of the run.
+			mkdir -p "$SCALE_PROFILE_DIR"
+			saved_args=${BENCH_GB_ARGS:-}
+			BENCH_GB_ARGS="$saved_args --pprof"
+			profile_at=("$SCALE_PROFILE_DIR" "$loops")
+		fi
 		CLIENT=cload run "gb-none-loops-$loops" roundtrip --clients 64 --workers 64 --jobs "$SCALE_JOBS"
 		curve+="$loops: $(field "$line" jobs_per_s)/s ($(field "$line" server_cpu_us_per_job) us/job)  "
+		if [[ -n ${SCALE_PROFILE_DIR:-} ]]; then
+			BENCH_GB_ARGS=$saved_args
+			profile_at=()
+		fi
 	done
 	summary+=("$(printf '%-52s %s' "round trip 64+64 by event loops" "$curve")")
 	CLIENT=loadgen run "gb-sync-loops-$SCALE_LOOPS" submit-pipelined --conns 64 --window 1024 --jobs "$SCALE_JOBS"

@@ -160,11 +160,26 @@ func TestCLI_UserDropsPrivileges(t *testing.T) {
 		t.Skipf("no user nobody: %v", err)
 	}
 	s := StartGearbridge(t, "--durability", "sync", "-u", "nobody")
-	status := readFile(t, fmt.Sprintf("/proc/%d/status", s.Pid()))
-	for _, want := range []string{
+	wants := []string{
 		fmt.Sprintf("Uid:\t%s\t%s\t%s\t%s\n", nobody.Uid, nobody.Uid, nobody.Uid, nobody.Uid),
 		fmt.Sprintf("Gid:\t%s\t%s\t%s\t%s\n", nobody.Gid, nobody.Gid, nobody.Gid, nobody.Gid),
-	} {
+	}
+	// The listeners accept (in the kernel) before the switch, which comes
+	// once the root-only files are open: poll for it.
+	var status string
+	switched := func() bool {
+		status = readFile(t, fmt.Sprintf("/proc/%d/status", s.Pid()))
+		for _, want := range wants {
+			if !strings.Contains(status, want) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !switched() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // polling the process's credentials
+	}
+	for _, want := range wants {
 		if !strings.Contains(status, want) {
 			t.Errorf("/proc/<pid>/status lacks %q:\n%s", want, status)
 		}

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -58,8 +59,15 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", time.Minute, "stop early after this long and report what was done")
 	flag.StringVar(&cfg.metrics, "metrics", "", "Prometheus URL; store commit/fsync counters are reported per job")
 	freePort := flag.Bool("free-port", false, "print a free loopback TCP port and exit")
+	get := flag.String("get", "", "write the body of this URL to standard output and exit (bench/run.sh fetches profiles with it: the bench machine may have no curl)")
 	flag.Parse()
 
+	if *get != "" {
+		if err := fetch(*get); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	if *freePort {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -183,4 +191,20 @@ func shortMetric(name string) string {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "loadgen:", err)
 	os.Exit(1)
+}
+
+// fetch copies the body of url to standard output.
+func fetch(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
 }

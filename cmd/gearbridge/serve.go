@@ -344,6 +344,7 @@ func runServe(args []string) error {
 	}
 
 	var httpSrv *http.Server
+	var httpListener net.Listener
 	if f.http != "" {
 		hl, err := net.Listen("tcp", f.http)
 		if err != nil {
@@ -352,6 +353,11 @@ func runServe(args []string) error {
 		}
 		if !isLoopback(hl.Addr()) && httpToken != "" && f.httpTLSCert == "" {
 			log.Warn("HTTP on a non-loopback address without TLS: the bearer token crosses the network in the clear; give --http-tls-cert and --http-tls-key", "addr", hl.Addr().String())
+		}
+		if f.pprof {
+			// Sample one lock contention in 100, so that /debug/pprof/mutex
+			// shows where the event loops wait for each other.
+			runtime.SetMutexProfileFraction(100)
 		}
 		httpSrv = &http.Server{
 			Handler:           srv.HTTPHandler(server.HTTPOptions{Backup: backup, Token: httpToken, Pprof: f.pprof}),
@@ -369,11 +375,7 @@ func runServe(args []string) error {
 			hl = tls.NewListener(hl, httpSrv.TLSConfig)
 		}
 		log.Info("HTTP listening", "addr", hl.Addr().String(), "tls", f.httpTLSCert != "", "token", httpToken != "", "pprof", f.pprof)
-		go func() {
-			if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("HTTP server stopped", "err", err)
-			}
-		}()
+		httpListener = hl
 	}
 
 	if f.user != "" {
@@ -384,6 +386,15 @@ func runServe(args []string) error {
 			return err
 		}
 		log.Info("switched user", "user", f.user, "uid", os.Getuid(), "gid", os.Getgid())
+	}
+	if httpSrv != nil {
+		// Served only now: no request is answered before the switch of
+		// user (a backup as root, say).
+		go func() {
+			if err := httpSrv.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "err", err)
+			}
+		}()
 	}
 	daemonReady() // with --daemon: the starting process may exit now
 
