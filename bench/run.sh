@@ -343,7 +343,8 @@ if want scale; then
 			BENCH_GB_ARGS="$saved_args --pprof"
 			profile_at=("$SCALE_PROFILE_DIR" "$loops")
 		fi
-		CLIENT=cload run "gb-none-loops-$loops" roundtrip --clients 64 --workers 64 --jobs "$SCALE_JOBS"
+		# Enough jobs to last SCALE_DURATION, so that a profile sees load.
+		CLIENT=cload run "gb-none-loops-$loops" roundtrip --clients 64 --workers 64 --jobs "$((SCALE_JOBS * 10))"
 		curve+="$loops: $(field "$line" jobs_per_s)/s ($(field "$line" server_cpu_us_per_job) us/job)  "
 		if [[ -n ${SCALE_PROFILE_DIR:-} ]]; then
 			BENCH_GB_ARGS=$saved_args
