@@ -423,11 +423,15 @@ func (l *eventLoop) readable(lc *loopConn) {
 }
 
 // handleReady handles the complete requests the turn read. They are
-// decoded first; then all of them are handled under one acquisition of the
-// scheduler's lock; the replies are written and the new jobs persisted
-// outside it. Under load each loop takes the lock once for many requests
-// instead of once for each: the loops do not queue up on the lock, and
-// the scheduler's state stays in one core's cache for a whole batch.
+// decoded first, outside the scheduler's lock. While the lock is free,
+// each request is handled under its own acquisition, and what it sent to
+// other connections (a WORK_COMPLETE to its client, a NOOP to a worker) is
+// written at once: the peer does not wait for the rest of the turn. Once
+// the lock is found taken (by another loop), the loop waits for it once
+// for every request left in the turn: under contention each loop takes
+// the lock once for many requests instead of once for each, and the loops
+// do not queue up on it. A connection's own replies are written once its
+// requests of the turn are handled. No I/O runs under the lock.
 func (l *eventLoop) handleReady() {
 	if len(l.ready) == 0 {
 		return
@@ -436,35 +440,71 @@ func (l *eventLoop) handleReady() {
 	for _, lc := range l.ready {
 		l.decode(lc)
 	}
-	s.mu.Lock()
-	for _, m := range l.msgs {
-		if m.lc.failed {
-			continue // closing: nothing after a fatal request is handled
+	next := 0 // the next request to handle, in l.msgs
+	for i, lc := range l.ready {
+		for end := next + lc.decoded; next < end; next++ {
+			if !s.mu.TryLock() {
+				s.metrics.lockWaits.Inc()
+				s.mu.Lock()
+				for ; next < len(l.msgs); next++ {
+					l.handle(l.msgs[next])
+				}
+				l.release()
+				for _, lc := range l.ready[i:] {
+					l.finish(lc)
+				}
+				l.endTurn()
+				return
+			}
+			l.handle(l.msgs[next])
+			l.release()
 		}
-		if !s.handleHeld(m.lc.c, m.msg, m.err, &l.newJobs) {
-			s.log.Debug("closing connection", "conn", m.lc.c.id, "peer", m.lc.c.peer, "err", m.err)
-			m.lc.failed = true
-		}
+		l.finish(lc)
 	}
+	l.endTurn()
+}
+
+// handle handles one request with s.mu held.
+func (l *eventLoop) handle(m loopMsg) {
+	if m.lc.failed {
+		return // closing: nothing after a fatal request is handled
+	}
+	if !l.s.handleHeld(m.lc.c, m.msg, m.err, &l.newJobs) {
+		l.s.log.Debug("closing connection", "conn", m.lc.c.id, "peer", m.lc.c.peer, "err", m.err)
+		m.lc.failed = true
+	}
+}
+
+// release releases s.mu, persists the jobs the requests made and writes
+// what they queued for other connections.
+func (l *eventLoop) release() {
+	s := l.s
 	others := s.unlockTakingFlushes()
 	for _, j := range l.newJobs {
 		s.persist(j)
 	}
 	clear(l.newJobs)
 	l.newJobs = l.newJobs[:0]
-	clear(l.msgs)
-	l.msgs = l.msgs[:0]
-	for _, lc := range l.ready {
-		if lc.failed || lc.badFrame {
-			l.drop(lc)
-			continue
-		}
-		l.keepUnread(lc)
-		lc.c.out.flush()
-	}
 	for _, c := range others {
 		c.out.flush()
 	}
+}
+
+// finish ends lc's part of the turn: it is closed if a request said so;
+// otherwise its incomplete request is kept and its replies are written.
+func (l *eventLoop) finish(lc *loopConn) {
+	if lc.failed || lc.badFrame {
+		l.drop(lc)
+		return
+	}
+	l.keepUnread(lc)
+	lc.c.out.flush()
+}
+
+// endTurn makes the turn's buffers ready for the next.
+func (l *eventLoop) endTurn() {
+	clear(l.msgs)
+	l.msgs = l.msgs[:0]
 	clear(l.ready)
 	l.ready = l.ready[:0]
 	l.used = 0
@@ -485,6 +525,7 @@ type loopMsg struct {
 func (l *eventLoop) decode(lc *loopConn) {
 	s := l.s
 	data := lc.unread
+	before := len(l.msgs)
 	for len(data) > 0 {
 		size, err := protocol.FrameSize(data, s.cfg.MaxPacket, maxAdminLine)
 		if err != nil {
@@ -502,6 +543,7 @@ func (l *eventLoop) decode(lc *loopConn) {
 		l.msgs = append(l.msgs, loopMsg{lc: lc, msg: msg, err: err})
 	}
 	lc.unread = data
+	lc.decoded = len(l.msgs) - before
 }
 
 // keepUnread keeps lc's incomplete request for the next read: the arena is
@@ -599,6 +641,7 @@ type loopConn struct {
 	// be a request) close the connection after the turn.
 	inbuf    []byte
 	unread   []byte
+	decoded  int // how many of the turn's msgs are this connection's
 	failed   bool
 	badFrame bool
 }

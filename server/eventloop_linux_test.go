@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,13 +74,34 @@ func TestEventLoopsShareABurstOfConnections(t *testing.T) {
 	}
 }
 
-// Many connections pipelining more than a turn's read arena at once: each
-// gets every reply in request order, however the loops split the reads
-// into turns and the turns into lock acquisitions.
+// Many connections pipelining more than a turn's read arena at once, while
+// the scheduler lock is contended: each gets every reply in request order,
+// however the loops split the reads into turns and the turns into lock
+// acquisitions.
 func TestEventLoopsAnswerPipelinesLargerThanATurn(t *testing.T) {
 	const loops, conns, jobs = 2, 16, 3000
-	_, addr := startServer(t, Config{EventLoop: true, EventLoops: loops})
+	s, addr := startServer(t, Config{EventLoop: true, EventLoops: loops})
 	payload := bytes.Repeat([]byte("x"), 100)
+
+	// Another taker of the scheduler lock, so that the loops find it
+	// taken and handle what is left of their turns in one batch.
+	stop := make(chan struct{})
+	contended := make(chan struct{})
+	go func() {
+		defer close(contended)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.mu.Lock()
+			for i := 0; i < 1000; i++ {
+				runtime.Gosched() // hold it a while, letting the loops run
+			}
+			s.mu.Unlock()
+		}
+	}()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -91,11 +113,16 @@ func TestEventLoopsAnswerPipelinesLargerThanATurn(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	<-contended
 	close(errs)
 	for err := range errs {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	if waits := counterValue(t, s.metrics.lockWaits); waits == 0 {
+		t.Error("no loop ever found the scheduler lock taken: the batched path was not exercised")
 	}
 	c := dial(t, addr)
 	if got, want := c.admin("status"), fmt.Sprintf("f\t%d\t0\t0\n.\n", conns*jobs); got != want {

@@ -28,9 +28,8 @@ const (
 // handleHeld handles what c's transport read, with s.mu held: a message,
 // or a request the codec refused, which gets gearmand's ERROR reply. It
 // reports false for any other error, after which the connection is closed.
-// Transports take the lock once for several requests: an event loop for
-// all of its turn's, a reader goroutine for all it has buffered. The
-// caller has counted the packet. A new job is appended to newJobs; the
+// An event loop may take the lock once for several requests (see
+// eventLoop.handleReady). The caller has counted the packet. A new job is appended to newJobs; the
 // caller persists it once the lock is released.
 func (s *Server) handleHeld(c *session, msg protocol.Message, err error, newJobs *[]*job) bool {
 	var perr *protocol.ProtocolError

@@ -30,6 +30,7 @@ type metrics struct {
 	lateResults           prometheus.Counter
 	memoryClosed          prometheus.Counter
 	unansweredAssignments prometheus.Counter
+	lockWaits             prometheus.Counter
 	latency               prometheus.Histogram
 }
 
@@ -62,6 +63,7 @@ func newMetrics(s *Server) *metrics {
 	m.noops = counter("gearbridge_noops_sent_total", "NOOP wake-ups sent to sleeping workers.")
 	m.lateResults = counter("gearbridge_late_work_packets_dropped_total", "WORK_* packets dropped silently because their job had been taken back from the worker (CAN_DO_TIMEOUT, an unanswered held assignment).")
 	m.unansweredAssignments = counter("gearbridge_unanswered_assignments_total", "Jobs offered again because the worker that got them through a held GRAB sent nothing within the re-wake period.")
+	m.lockWaits = counter("gearbridge_event_loop_lock_waits_total", "Times an event loop found the scheduler lock taken by another and waited for it, then handled all its turn's remaining requests at once. Rising fast: the loops contend for the scheduler.")
 	m.memoryClosed = counter("gearbridge_connections_closed_for_memory_total", "Connections closed because the buffer memory of all connections was over --max-buffer-memory (the largest holders first).")
 	bufferUsed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gearbridge_buffer_memory_bytes", Help: "Memory connections hold in requests still arriving and replies not yet read."},
 		func() float64 { return float64(s.buf.used.Load()) })
@@ -75,7 +77,7 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.registry.MustRegister(packets, m.adminCommands, m.connections, m.refused, m.submitted,
 		m.coalesced, m.completed, m.failed, m.cancelled, m.retriesExhausted, m.storeErrors,
-		m.noops, m.lateResults, m.unansweredAssignments, m.latency, stateCollector{s})
+		m.noops, m.lateResults, m.unansweredAssignments, m.lockWaits, m.latency, stateCollector{s})
 	m.registry.MustRegister(runtimeCollectors()...)
 	return m
 }

@@ -30,9 +30,10 @@
 //
 // No I/O runs under Server.mu. Requests are decoded before it is taken
 // and replies written after it is released (Server.unlock), so the lock
-// covers only the scheduler's bookkeeping: an event loop takes it
-// once per turn for every request the turn read (eventloop_linux.go), a
-// reader goroutine once for every request it has buffered.
+// covers only the scheduler's bookkeeping. A reader goroutine takes it
+// once per request. An event loop does too while the lock is free, and
+// once for every request left in its turn when it finds the lock taken
+// by another loop (eventloop_linux.go): under contention, batches.
 package server
 
 import (

@@ -100,15 +100,11 @@ func (t *goConn) serve(c *session) {
 	for {
 		msg, err := r.Read() // may block: outside the lock
 		s.countPacket(msg.Packet)
+		// One acquisition per request: what it sends to other connections
+		// (a WORK_COMPLETE to its client) is written as soon as the lock
+		// is released, not after the requests buffered behind it.
 		s.mu.Lock()
 		ok := s.handleHeld(c, msg, err, &newJobs)
-		// The requests already buffered are handled under the same
-		// acquisition: reading them cannot block (Ready).
-		for ok && r.Ready() && c.out.pending() <= flushEvery {
-			msg, err = r.Read()
-			s.countPacket(msg.Packet)
-			ok = s.handleHeld(c, msg, err, &newJobs)
-		}
 		s.unlock()
 		for _, j := range newJobs {
 			s.persist(j)
