@@ -211,9 +211,12 @@ func TestRestore_BadRecord(t *testing.T) {
 func TestRestore_DamagedPage(t *testing.T) {
 	path, data := mustStoreFile(t, 3000)
 	pageSize := int(binary.NativeEndian.Uint32(data[pageHeaderSize+8:]))
-	// Overwrite a page in the middle (past the meta and freelist pages) with
-	// garbage: meta pages stay valid, so only reading the pages finds it.
-	mid := (len(data) / pageSize / 2) * pageSize
+	// Overwrite a leaf page in the middle (past the meta and freelist pages)
+	// with garbage: meta pages stay valid, so only reading the pages finds
+	// it. It must be a page in use: how many pages the commits freed, and
+	// where, depends on how the writes fell into batches.
+	leaf := leafPageNear(t, path, len(data)/pageSize/2)
+	mid := leaf * pageSize
 	copy(data[mid:mid+pageSize], bytes.Repeat([]byte{0xA5}, pageSize))
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -235,6 +238,35 @@ func TestRestore_DamagedPage(t *testing.T) {
 		t.Logf("Restore: %v", err)
 	}
 }
+
+// leafPageNear returns the leaf page in use of the bbolt file at path
+// that is the nearest to page want.
+func leafPageNear(t *testing.T, path string, want int) int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	best := -1
+	err = db.View(func(tx *bolt.Tx) error {
+		for id := 2; ; id++ {
+			info, err := tx.Page(id)
+			if err != nil || info == nil {
+				return err
+			}
+			if info.Type == "leaf" && (best < 0 || abs(id-want) < abs(best-want)) {
+				best = id
+			}
+		}
+	})
+	if err != nil || best < 0 {
+		t.Fatalf("no leaf page in %s (%v)", path, err)
+	}
+	return best
+}
+
+func abs(n int) int { return max(n, -n) }
 
 func TestDB_DiskFull(t *testing.T) {
 	opts := testOptions
