@@ -22,37 +22,7 @@ import (
 func TestEventLoopsShareABurstOfConnections(t *testing.T) {
 	const loops, conns = 4, 64
 	s, addr := startServer(t, Config{EventLoop: true, EventLoops: loops})
-
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			t.Cleanup(func() { nc.Close() })
-			if _, err := nc.Write(protocol.AppendRequest(nil, protocol.EchoReq, []byte("hi"))); err != nil {
-				errs <- err
-				return
-			}
-			p, err := protocol.NewResponseReader(nc, 1<<20).ReadPacket()
-			if err == nil && (p.Type != protocol.EchoRes || string(p.Args[0]) != "hi") {
-				err = fmt.Errorf("reply %v %q, want ECHO_RES \"hi\"", p.Type, p.Args)
-			}
-			if err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	concurrently(t, conns, func(int) error { return echoOn(t, addr) })
 
 	s.mu.Lock()
 	group := s.loops
@@ -103,24 +73,9 @@ func TestEventLoopsAnswerPipelinesLargerThanATurn(t *testing.T) {
 		}
 	}()
 
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- pipelineSubmits(addr, i, jobs, payload)
-		}()
-	}
-	wg.Wait()
+	concurrently(t, conns, func(i int) error { return pipelineSubmits(addr, i, jobs, payload) })
 	close(stop)
 	<-contended
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	if waits := counterValue(t, s.metrics.lockWaits); waits == 0 {
 		t.Error("no loop ever found the scheduler lock taken: the batched path was not exercised")
 	}
@@ -172,4 +127,44 @@ func pipelineSubmits(addr string, conn, jobs int, payload []byte) error {
 		return fmt.Errorf("conn %d: after the submits got %v (%v), want ECHO_RES \"end\"", conn, p, err)
 	}
 	return nil
+}
+
+// concurrently runs each(0) to each(n-1) at once and fails the test with
+// the first error.
+func concurrently(t *testing.T, n int, each func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- each(i)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// echoOn opens a connection that stays open until the test ends, and
+// checks that it is served: ECHO_REQ gets its ECHO_RES.
+func echoOn(t *testing.T, addr string) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write(protocol.AppendRequest(nil, protocol.EchoReq, []byte("hi"))); err != nil {
+		return err
+	}
+	p, err := protocol.NewResponseReader(nc, 1<<20).ReadPacket()
+	if err == nil && (p.Type != protocol.EchoRes || string(p.Args[0]) != "hi") {
+		err = fmt.Errorf("reply %v %q, want ECHO_RES \"hi\"", p.Type, p.Args)
+	}
+	return err
 }
