@@ -29,8 +29,12 @@
 // counts, buffer totals, metrics.
 //
 // No I/O runs under Server.mu. Requests are decoded before it is taken
-// and replies written after it is released (Server.unlock), so the lock
-// covers only the scheduler's bookkeeping. A reader goroutine takes it
+// and replies written after it is released, so the lock covers only the
+// scheduler's bookkeeping. Code that may send to a connection while
+// holding it releases it with Server.unlock (or unlockToWriters, or
+// unlockTakingFlushes), which writes, or hands to the writers, what was
+// queued for connections other than the current one; a plain Unlock is
+// for sections that send nothing. A reader goroutine takes it
 // once per request. An event loop does too while the lock is free, and
 // once for every request left in its turn when it finds the lock taken
 // by another loop (eventloop_linux.go): under contention, batches.
