@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -23,7 +24,7 @@ import (
 // client and worker check that every round trip succeeds. Then the server
 // restarts on the file it left and must serve again. Runs with GB_SOAK=1.
 func TestSoakProtocolAbuse(t *testing.T) {
-	seed := soakSeed(t)
+	seed := testkit.SoakSeed(t)
 	duration := 2 * time.Minute
 	if d := os.Getenv("GB_SOAK_DURATION"); d != "" {
 		var err error

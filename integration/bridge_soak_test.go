@@ -3,13 +3,12 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gearbridge/gearbridge/bridge/jenkinstest"
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -22,7 +21,7 @@ import (
 // are random; GB_SOAK_SEED replays one run's choice of faults (not their
 // timing).
 func TestBridge_SoakUnderRandomFaults(t *testing.T) {
-	seed := soakSeed(t)
+	seed := testkit.SoakSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	var masters []rigMaster
@@ -124,23 +123,4 @@ func TestBridge_SoakUnderRandomFaults(t *testing.T) {
 			seen[u] = fmt.Sprintf("%s#%d", m.name, b.Number)
 		}
 	}
-}
-
-// soakSeed skips the test unless GB_SOAK is set (make soak), and returns
-// the seed of its random choices: GB_SOAK_SEED, or a new one, logged so
-// that a failing run can be replayed.
-func soakSeed(t *testing.T) uint64 {
-	t.Helper()
-	if os.Getenv("GB_SOAK") == "" {
-		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("GB_SOAK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
-	return seed
 }

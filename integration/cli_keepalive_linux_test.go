@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,20 +24,7 @@ func TestCLI_KeepaliveFlagsSetTheAcceptedSockets(t *testing.T) {
 			c.Admin("version\n") // accepted and served
 			fd := serverSocket(t, s.Pid(), s.Addr, c.nc.LocalAddr().String())
 			defer syscall.Close(fd)
-			for _, o := range []struct {
-				name       string
-				level, opt int
-				want       int
-			}{
-				{"SO_KEEPALIVE", syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-				{"TCP_KEEPIDLE", syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 77},
-				{"TCP_KEEPINTVL", syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 13},
-				{"TCP_KEEPCNT", syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 4},
-			} {
-				if got, err := syscall.GetsockoptInt(fd, o.level, o.opt); err != nil || got != o.want {
-					t.Errorf("%s = %d (%v), want %d", o.name, got, err, o.want)
-				}
-			}
+			testkit.CheckKeepAlive(t, fd, 77, 13, 4)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -20,21 +21,7 @@ func TestKeepAliveSettingsOnAcceptedSockets(t *testing.T) {
 			c.send(protocol.EchoReq, "x")
 			c.recv(protocol.EchoRes) // accepted and served
 			fd := acceptedFD(t, addr, c.nc.LocalAddr().String())
-			for _, o := range []struct {
-				name       string
-				level, opt int
-				want       int
-			}{
-				{"SO_KEEPALIVE", syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-				{"TCP_KEEPIDLE", syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 77},
-				{"TCP_KEEPINTVL", syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 13},
-				{"TCP_KEEPCNT", syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 4},
-			} {
-				got, err := syscall.GetsockoptInt(fd, o.level, o.opt)
-				if err != nil || got != o.want {
-					t.Errorf("%s = %d (%v), want %d", o.name, got, err, o.want)
-				}
-			}
+			testkit.CheckKeepAlive(t, fd, 77, 13, 4)
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -19,7 +20,7 @@ import (
 // silent sockets stay open, and no job may reach live workers twice. Runs
 // with GB_SOAK=1 (make soak), with and without --grab-hold.
 func TestSoakSilentWorkers(t *testing.T) {
-	seed := soakSeed(t)
+	seed := testkit.SoakSeed(t)
 	for _, hold := range []time.Duration{0, 250 * time.Millisecond} {
 		t.Run(fmt.Sprintf("grab-hold=%v", hold), func(t *testing.T) {
 			soakSilentWorkers(t, seed, hold)

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gearbridge/gearbridge/internal/testkit"
 	"github.com/gearbridge/gearbridge/protocol"
 )
 
@@ -26,7 +25,7 @@ import (
 // with GB_SOAK=1 (make soak); GB_SOAK_SEED replays one run's random
 // choices (each goroutine's, not their interleaving).
 func TestSoakScheduler(t *testing.T) {
-	seed := soakSeed(t)
+	seed := testkit.SoakSeed(t)
 	s, addr := startServer(t, Config{GrabHold: 10 * time.Millisecond})
 
 	const (
@@ -345,23 +344,4 @@ func soakClient(addr string, rng *rand.Rand, id string, bgCount, waited, ended *
 		}
 		return
 	}
-}
-
-// soakSeed skips the test unless GB_SOAK is set (make soak), and returns
-// the seed of its random choices: GB_SOAK_SEED, or a new one, logged so
-// that a failing run can be replayed.
-func soakSeed(t *testing.T) uint64 {
-	t.Helper()
-	if os.Getenv("GB_SOAK") == "" {
-		t.Skip("a randomized soak; run it with GB_SOAK=1 (make soak)")
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GB_SOAK_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("GB_SOAK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (GB_SOAK_SEED replays it)", seed)
-	return seed
 }
