@@ -311,20 +311,26 @@ func TestDB_DiskFull(t *testing.T) {
 	}
 }
 
-func TestDB_DiskFull_RemovesRetried(t *testing.T) {
-	opts := testOptions
-	opts.MaxSize = 1 << 20
-	s := mustOpen(t, tempPath(t), opts)
+// fillUntilFull adds 16 KiB jobs until one fails, and returns the IDs of
+// those that were stored.
+func fillUntilFull(s *DB) []uint64 {
 	big := bytes.Repeat([]byte{'x'}, 16<<10)
 	var ids []uint64
 	for id := uint64(1); ; id++ {
 		j := testJob(id)
 		j.Payload = big
 		if addWait(s, j) != nil {
-			break
+			return ids
 		}
 		ids = append(ids, id)
 	}
+}
+
+func TestDB_DiskFull_RemovesRetried(t *testing.T) {
+	opts := testOptions
+	opts.MaxSize = 1 << 20
+	s := mustOpen(t, tempPath(t), opts)
+	ids := fillUntilFull(s)
 	// Removes queued together with an Add that cannot fit: the batch fails,
 	// the removes are committed on their own.
 	done := make(chan error, 1)
@@ -404,16 +410,7 @@ func TestDB_CommitErrorWhileFull(t *testing.T) {
 	if err := s.CommitError(); err != nil {
 		t.Fatalf("fresh store: CommitError = %v", err)
 	}
-	big := bytes.Repeat([]byte{'x'}, 16<<10)
-	var ids []uint64
-	for id := uint64(1); ; id++ {
-		j := testJob(id)
-		j.Payload = big
-		if addWait(s, j) != nil {
-			break
-		}
-		ids = append(ids, id)
-	}
+	ids := fillUntilFull(s)
 	if err := s.CommitError(); err == nil || !strings.Contains(err.Error(), "commits failing since") {
 		t.Fatalf("full store: CommitError = %v", err)
 	}
