@@ -46,6 +46,7 @@ type eventLoop struct {
 	ready   []*loopConn // connections read this turn, in read order
 	msgs    []loopMsg   // their complete requests, decoded
 	newJobs []*job      // jobs to persist once the lock is released
+	others  []*session  // connections others' requests wrote to (release)
 
 	// Out of file descriptors, the loop takes the listener out of its
 	// epoll set until acceptResume, backing off like Serve does.
@@ -479,15 +480,16 @@ func (l *eventLoop) handle(m loopMsg) {
 // what they queued for other connections.
 func (l *eventLoop) release() {
 	s := l.s
-	others := s.unlockTakingFlushes()
+	l.others = s.unlockTakingFlushes(l.others[:0])
 	for _, j := range l.newJobs {
 		s.persist(j)
 	}
 	clear(l.newJobs)
 	l.newJobs = l.newJobs[:0]
-	for _, c := range others {
+	for _, c := range l.others {
 		c.out.flush()
 	}
+	clear(l.others)
 }
 
 // finish ends lc's part of the turn: it is closed if a request said so;

@@ -441,31 +441,35 @@ func (s *Server) function(name string) *function {
 // other than the current one: the write happens outside the lock, on this
 // goroutine, without waking each connection's writer.
 func (s *Server) unlock() {
-	for _, c := range s.unlockTakingFlushes() {
+	var room [8]*session // most unlocks write to a few connections
+	for _, c := range s.unlockTakingFlushes(room[:0]) {
 		c.out.flush()
 	}
 }
 
 // unlockToWriters releases s.mu and leaves the output queued for other
-// connections to their writer goroutines. The store calls committed once
-// per job of a batch in a burst: a writer woken once writes all of that
-// burst's JOB_CREATED packets in one system call.
+// connections to their writer goroutines. The store's answers for a batch
+// are applied together (deliverCommits): a writer woken once writes all
+// of that batch's JOB_CREATED packets in one system call.
 func (s *Server) unlockToWriters() {
-	for _, c := range s.unlockTakingFlushes() {
+	var room [8]*session
+	for _, c := range s.unlockTakingFlushes(room[:0]) {
 		c.out.flushLater()
 	}
 }
 
-// unlockTakingFlushes releases s.mu and returns the connections that have
-// output queued by others.
-func (s *Server) unlockTakingFlushes() []*session {
-	list := s.toFlush
-	s.toFlush = nil
-	for _, c := range list {
+// unlockTakingFlushes releases s.mu and appends to dst the connections
+// that have output queued by others. Server.toFlush keeps its memory: on
+// the hot path an unlock allocates nothing.
+func (s *Server) unlockTakingFlushes(dst []*session) []*session {
+	dst = append(dst, s.toFlush...)
+	for _, c := range s.toFlush {
 		c.flushQueued = false
 	}
+	clear(s.toFlush)
+	s.toFlush = s.toFlush[:0]
 	s.mu.Unlock()
-	return list
+	return dst
 }
 
 // send writes data to c in reply order. Must hold s.mu.
