@@ -16,12 +16,19 @@ import (
 // startServer runs a server on a free loopback port for the test.
 func startServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	if cfg.HandlePrefix == "" {
-		cfg.HandlePrefix = "H:test"
-	}
 	if os.Getenv("GB_TEST_EVENT_LOOP") == "1" {
 		cfg.EventLoop = true
 		cfg.BusyPoll = 100 * time.Microsecond
+	}
+	return serveOn(t, cfg, (*Server).Serve)
+}
+
+// serveOn runs a server with serve on a free loopback port, and closes it
+// when the test ends.
+func serveOn(t *testing.T, cfg Config, serve func(*Server, net.Listener) error) (*Server, string) {
+	t.Helper()
+	if cfg.HandlePrefix == "" {
+		cfg.HandlePrefix = "H:test"
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -32,11 +39,11 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
+	go func() { done <- serve(s, ln) }()
 	t.Cleanup(func() {
 		s.Close()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			t.Errorf("serving: %v", err)
 		}
 	})
 	return s, ln.Addr().String()

@@ -15,24 +15,8 @@ import (
 // startTLSServer runs a server with ServeTLS on a free loopback port.
 func startTLSServer(t *testing.T, cfg Config, tlsCfg *tls.Config) string {
 	t.Helper()
-	cfg.HandlePrefix = "H:test"
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.ServeTLS(ln, tlsCfg) }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; err != nil {
-			t.Errorf("ServeTLS: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	_, addr := serveOn(t, cfg, func(s *Server, l net.Listener) error { return s.ServeTLS(l, tlsCfg) })
+	return addr
 }
 
 // dialTLS is dial over TLS with the given client configuration.
