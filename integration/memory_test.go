@@ -206,14 +206,9 @@ func metricsText(t *testing.T, s *Server) string {
 	return string(body)
 }
 
-// metricValue returns the value of an unlabelled metric (0 when absent).
+// metricValue returns the value of an unlabelled metric (0 when absent;
+// the metrics read this way are never negative).
 func metricValue(t *testing.T, s *Server, name string) float64 {
 	t.Helper()
-	for _, line := range strings.Split(metricsText(t, s), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return 0
+	return max(0, seriesValue(metricsText(t, s), name))
 }
