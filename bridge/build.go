@@ -264,15 +264,12 @@ func (r *buildRun) trigger(ctx context.Context) error {
 	r.dropUndefined(form)
 	query := url.Values{"delay": {"0sec"}}
 	var resp *http.Response
-	followed, err := r.postTrigger(ctx, sent, func() (err error) {
+	done, err := r.postTrigger(ctx, sent, func() (err error) {
 		resp, err = r.m.jc.post(ctx, r.proj.path+action, query, form)
 		return err
 	})
-	switch {
-	case followed:
-		return err // nil, or why the build found is not this job's
-	case err != nil && ctx.Err() != nil:
-		return ctx.Err()
+	if done {
+		return err
 	}
 	if err != nil {
 		if statusOf(err) == http.StatusConflict {
@@ -294,9 +291,11 @@ func (r *buildRun) trigger(ctx context.Context) error {
 // postTrigger sends a trigger request (post), retrying what Jenkins refused
 // with a 5xx up to three times. When the answer is lost but the request may
 // have queued the build, it looks the build up by the parameters it sent
-// and follows it: followed is true, and nothing may be posted again (err
-// then says why the build found is not this job's, if it is not).
-func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post func() error) (followed bool, err error) {
+// and follows it, and nothing may be posted again. done is true when the
+// caller must return err as it is: the build was followed (err then says
+// why the build found is not this job's, if it is not), or ctx ended (err
+// is ctx.Err()).
+func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post func() error) (done bool, err error) {
 	bo := backoff{max: 2 * time.Second}
 	for attempt := 0; ; attempt++ {
 		err = post()
@@ -323,10 +322,13 @@ func (r *buildRun) postTrigger(ctx context.Context, sent map[string]string, post
 		if err == nil || statusOf(err) < 500 || attempt == 3 {
 			r.m.metrics.triggers.Inc()
 			r.triggerLost = err != nil && mayHaveQueued(err)
+			if err != nil && ctx.Err() != nil {
+				return true, ctx.Err()
+			}
 			return false, err
 		}
 		if err := sleepCtx(ctx, bo.next()); err != nil {
-			return false, err
+			return true, err
 		}
 	}
 }

@@ -296,15 +296,13 @@ func (r *buildRun) triggerByScript(ctx context.Context) error {
 	}
 	form := map[string][]string{"script": {script}}
 	var body []byte
-	followed, err := r.postTrigger(ctx, params, func() (err error) {
+	done, err := r.postTrigger(ctx, params, func() (err error) {
 		_, body, err = r.m.jc.do(ctx, http.MethodPost, "scriptText", nil, form)
 		return err
 	})
 	switch {
-	case followed:
-		return err // nil, or why the build found is not this job's
-	case err != nil && ctx.Err() != nil:
-		return ctx.Err()
+	case done:
+		return err
 	case statusOf(err) == http.StatusForbidden:
 		return failf("trigger: script on Jenkins master %s: the script console refused user %q (HTTP 403); the user needs Overall/RunScripts, or set trigger: rest: %v", r.m.cfg.Name, r.m.cfg.User, err)
 	case err != nil:
